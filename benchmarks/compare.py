@@ -3,6 +3,10 @@
     python benchmarks/build_suite.py .bench/suite
     python benchmarks/compare.py .bench/suite --time-limit 300 --out .bench/compare
     python benchmarks/compare.py .bench/suite --time-limit 60 --tools plain,flaml --only penguins,credit
+    python benchmarks/compare.py .bench/suite --time-limit 90 --tools mlestar,autogluon \
+        --python autogluon=.bench/venv-autogluon/bin/python
+
+``benchmarks/results.sh`` builds everything and runs the comparison shown in the README.
 
 Each (competition, tool) runs in its own process: mlestar through its CLI
 (``mlestar run COMPETITION --time-limit S --runs-dir OUT/runs``), the baselines through
@@ -13,14 +17,23 @@ lower-is-better ones baseline / mlestar, so > 1 always means mlestar did better.
 empty when it would mean nothing (a missing score, or a zero or negative score such as R² < 0).
 
 Written under OUT: ``results.json`` and ``results.csv`` (one row per run, saved after each run),
-``table.csv`` (one row per competition) and ``scores.png`` (normalized scores; needs matplotlib).
+``table.csv`` (one row per competition), ``table.md`` (the same as Markdown, headed by the machine,
+budget, date and tool versions of ``meta.json``) and ``scores.png`` (normalized scores; needs
+matplotlib). A comparison is resumable: runs already scored in OUT's ``results.json`` are kept and
+not run again (``--fresh`` starts over), so tools can be added or a crashed comparison continued.
+
+AutoGluon pins older pandas than mlestar's own environment; give it an interpreter of its own
+with ``--python autogluon=PATH`` (the interpreter must have mlestar installed as well).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import math
+import os
+import platform
 import subprocess
 import sys
 import time
@@ -143,9 +156,11 @@ def _run_mlestar(competition: Path, time_limit: float, out: Path, timeout: float
     return candidates[-1], ""
 
 
-def _run_baseline(tool: str, competition: Path, time_limit: float, out: Path, timeout: float) -> tuple[Path | None, str]:
+def _run_baseline(
+    tool: str, competition: Path, time_limit: float, out: Path, timeout: float, python: str
+) -> tuple[Path | None, str]:
     command = [
-        sys.executable, "-m", "mlestar.bench.baselines", tool, str(competition),
+        python, "-m", "mlestar.bench.baselines", tool, str(competition),
         "--time-limit", str(time_limit), "--out", str(out),
     ]
     try:
@@ -159,7 +174,7 @@ def _run_baseline(tool: str, competition: Path, time_limit: float, out: Path, ti
     return submission, ""
 
 
-def run_one(tool: str, competition: Path, time_limit: float, out: Path) -> RunResult:
+def run_one(tool: str, competition: Path, time_limit: float, out: Path, python: str | None = None) -> RunResult:
     from mlestar.grading import grade_submission
     from mlestar.task.intake import load_task
 
@@ -171,7 +186,9 @@ def run_one(tool: str, competition: Path, time_limit: float, out: Path) -> RunRe
     if tool == "mlestar":
         submission, error = _run_mlestar(competition, time_limit, out, timeout)
     else:
-        submission, error = _run_baseline(tool, competition, time_limit, out / competition.name / tool, timeout)
+        submission, error = _run_baseline(
+            tool, competition, time_limit, out / competition.name / tool, timeout, python or sys.executable
+        )
     result.wall_s = time.monotonic() - started
     if submission is None:
         result.error = error
@@ -288,6 +305,120 @@ def plot(results: list[RunResult], tools: list[str], path: Path) -> Path | None:
     return path
 
 
+# ---------------------------------------------------------------------------------------------
+# Provenance: what the figures were measured on
+
+
+_PACKAGES = {
+    "mlestar": "mlestar",
+    "plain": "scikit-learn",
+    "autogluon": "autogluon.tabular",
+    "autogluon-best": "autogluon.tabular",
+    "flaml": "flaml",
+}
+
+
+def _package_version(python: str, package: str) -> str:
+    code = f"import importlib.metadata as m; print(m.version({package!r}))"
+    try:
+        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not installed"
+    return proc.stdout.strip() if proc.returncode == 0 else "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_meta(time_limit: float, tools: list[str], pythons: dict[str, str]) -> dict:
+    """Machine, budget, date and tool versions, stated with the table so the figures can be judged."""
+    import psutil
+
+    return {
+        "date": dt.date.today().isoformat(),
+        "time_limit_s": time_limit,
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30),
+        "gpu": "none used",
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "versions": {tool: _package_version(pythons.get(tool, sys.executable), _PACKAGES[tool]) for tool in tools},
+    }
+
+
+def format_markdown(rows: list[dict], tools: list[str], meta: dict, reference: str = "mlestar") -> str:
+    """The comparison as a Markdown table with its provenance and a win/loss summary per baseline."""
+    others = [t for t in tools if t != reference] if reference in tools else []
+    versions = ", ".join(f"{t} {v}" for t, v in meta.get("versions", {}).items())
+    lines = [
+        f"Measured {meta.get('date', '?')} on {meta.get('cpu', '?')} ({meta.get('cores', '?')} cores, "
+        f"{meta.get('memory_gib', '?')} GiB, no GPU), {meta.get('time_limit_s', 0):g} s per tool and competition, "
+        f"one seed. Versions: {versions}.",
+        "",
+        "| competition | metric | " + " | ".join(tools) + "".join(f" | {reference}/{t}" for t in others) + " |",
+        "|---|---|" + "---|" * (len(tools) + len(others)),
+    ]
+    for row in rows:
+        arrow = "↓" if row["direction"] == "lower" else "↑"
+        cells = [row["competition"], f"{row['metric']} {arrow}"]
+        for tool in tools:
+            score = row.get(f"{tool}_score")
+            cells.append("failed" if score is None else f"{score:.4f}")
+        for tool in others:
+            ratio = row.get(f"{reference}_vs_{tool}")
+            cells.append("-" if ratio is None else f"**{ratio:.3f}**" if ratio > 1 else f"{ratio:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    if others:
+        lines.append("")
+        for tool in others:
+            ratios = [row[f"{reference}_vs_{tool}"] for row in rows if row.get(f"{reference}_vs_{tool}") is not None]
+            finite = [r for r in ratios if math.isfinite(r) and r > 0]
+            wins = sum(r > 1 for r in ratios)
+            losses = sum(r < 1 for r in ratios)
+            geo = math.exp(sum(math.log(r) for r in finite) / len(finite)) if finite else None
+            lines.append(
+                f"- {reference} vs {tool}: better on {wins}, worse on {losses}, tied on {len(ratios) - wins - losses}"
+                + (f"; geometric mean ratio {geo:.3f}" if geo is not None else "")
+            )
+    return "\n".join(lines) + "\n"
+
+
+def load_previous(out: Path) -> list[RunResult]:
+    """Scored runs of an earlier comparison in OUT; failed ones are dropped so that they run again."""
+    path = out / "results.json"
+    if not path.is_file():
+        return []
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: {path} is not valid JSON ({exc}); move it away or pass --fresh")
+    fields = set(RunResult.__dataclass_fields__)
+    return [RunResult(**{k: v for k, v in r.items() if k in fields}) for r in records if r.get("score") is not None]
+
+
+def parse_pythons(values: list[str]) -> dict[str, str]:
+    pythons: dict[str, str] = {}
+    for value in values:
+        tool, sep, path = value.partition("=")
+        if not sep or tool not in BASELINE_TOOLS or not path:
+            raise SystemExit(f"error: --python takes TOOL=PATH with TOOL one of {', '.join(BASELINE_TOOLS)}; got {value!r}")
+        if not Path(path).is_file():
+            raise SystemExit(f"error: --python {tool}: no interpreter at {path}")
+        pythons[tool] = path
+    # best_quality is the same package as medium_quality; one interpreter serves both.
+    if "autogluon" in pythons and "autogluon-best" not in pythons:
+        pythons["autogluon-best"] = pythons["autogluon"]
+    return pythons
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("suite", type=Path, help="folder of competition folders (benchmarks/build_suite.py DEST)")
@@ -295,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", default=",".join(DEFAULT_TOOLS), help=f"comma-separated, from: mlestar, {', '.join(BASELINE_TOOLS)}")
     parser.add_argument("--out", type=Path, default=Path(".bench/compare"), help="output folder")
     parser.add_argument("--only", default="", help="comma-separated competition names (default: all)")
+    parser.add_argument("--python", action="append", default=[], metavar="TOOL=PATH", help="interpreter for a baseline")
+    parser.add_argument("--fresh", action="store_true", help="ignore the results already in OUT")
     args = parser.parse_args(argv)
 
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
@@ -305,21 +438,44 @@ def main(argv: list[str] | None = None) -> int:
     if not args.suite.is_dir():
         print(f"error: {args.suite} is not a folder; build it with benchmarks/build_suite.py", file=sys.stderr)
         return 2
+    pythons = parse_pythons(args.python)
     competitions = competitions_in(args.suite, [n for n in args.only.split(",") if n])
     out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
 
-    results: list[RunResult] = []
+    previous = [] if args.fresh else load_previous(out)
+    meta_path = out / "meta.json"
+    if previous and meta_path.is_file():
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("time_limit_s") != args.time_limit:
+            raise SystemExit(
+                f"error: {out} holds runs at {meta.get('time_limit_s')} s, not {args.time_limit:g} s; "
+                "use another --out or pass --fresh"
+            )
+        meta.setdefault("versions", {}).update(machine_meta(args.time_limit, tools, pythons)["versions"])
+    else:
+        meta = machine_meta(args.time_limit, tools, pythons)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    done = {(r.competition, r.tool) for r in previous}
+    results: list[RunResult] = list(previous)
     for competition in competitions:
         for tool in tools:
-            result = run_one(tool, competition.resolve(), args.time_limit, out)
+            if (competition.name, tool) in done:
+                continue
+            result = run_one(tool, competition.resolve(), args.time_limit, out, pythons.get(tool))
             results.append(result)
             shown = _fmt(result.score) if result.score is not None else f"no score ({result.error})"
             print(f"{competition.name:14s} {tool:14s} {result.wall_s:7.1f}s  {result.metric}: {shown}", flush=True)
             save(results, tools, out)  # after every run, so an interrupted comparison keeps its results
 
+    names = {c.name for c in competitions}
+    shown_results = [r for r in results if r.competition in names and r.tool in tools]
     rows = save(results, tools, out)
-    print_table(rows, results, tools)
-    png = plot(results, tools, out / "scores.png")
+    rows = [row for row in rows if row["competition"] in names]
+    print_table(rows, shown_results, tools)
+    (out / "table.md").write_text(format_markdown(rows, tools, meta), encoding="utf-8")
+    png = plot(shown_results, tools, out / "scores.png")
     print(f"results in {out}" + (f" (plot: {png.name})" if png else " (no plot: matplotlib not installed)"))
     return 0
 

@@ -27,7 +27,7 @@ def clean(fx, brain):
 
 ROW_IDS = 'row_ids = split["row"].to_numpy()[keep]\n'
 SPLIT_CALL = "X_fit, (X_val,) = prepare(features.iloc[fit_idx].reset_index(drop=True), Y_FIT,"
-FEATURES_LINE = 'print(f"features: {X_fit.shape[1]} columns")'
+FEATURES_LINE = 'print(f"features: {X_fit.shape[1]} columns; scored folds: {SCORE_FOLDS} ({len(val_idx)} rows)")'
 LEAKS = {
     "target copied into a feature": (ROW_IDS, ROW_IDS + 'train["target_copy"] = train["target"] * 2\n', "loading"),
     "target mean by group on all rows": (

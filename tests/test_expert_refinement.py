@@ -49,7 +49,7 @@ def test_merge_trains_both_models_and_blends_them(solutions):
     spec = load_spec(merged.script.code)
     assert spec is not None and [m.card for m in spec.models] == ["lightgbm", "linear"]
     assert "blend weights:" in merged.stdout_tail
-    assert "linear: fold-0" in merged.stdout_tail and "lightgbm: fold-0" in merged.stdout_tail
+    assert "linear: out-of-fold" in merged.stdout_tail and "lightgbm: out-of-fold" in merged.stdout_tail
     base_blocks, merged_blocks = find_blocks(lgb.script.code), find_blocks(merged.script.code)
     for name in ("loading", "cleaning", "feature_engineering", "categorical_encoding", "validation"):
         assert base_blocks[name] == merged_blocks[name]  # the base's other blocks are kept
@@ -135,7 +135,7 @@ def test_ensemble_over_two_solutions_runs_in_dev_and_final_mode(fx, brain, solut
         assert brain.implement_ensemble(fx.ctx, members, RefinementPlan(text="", data={"method": method})).code == script.code
         dev = run_code(script.code, fx.dev, tmp_path / f"{method}_dev")
         assert 0.7 < assert_ran(dev) <= 1.0
-        assert "solution_1: fold-0 roc_auc" in dev.stdout
+        assert "solution_1: validation roc_auc" in dev.stdout
     final = brain.write_submission(fx.ctx, script)
     assert re.findall(r"^\s*FINAL_MODE = (\w+)", final.code, re.MULTILINE) == ["True"]  # one flag for all members
     result = run_code(final.code, fx.final, tmp_path / "final")

@@ -51,7 +51,8 @@ def test_candidate_runs_in_dev_and_final_mode(tasks, brain, tmp_path, kind, card
     assert not (tmp_path / "dev" / "final" / "submission.csv").exists()  # development runs never submit
     val = pd.read_csv(tmp_path / "dev" / "final" / "val_predictions.csv")
     folds = pd.read_csv(fx.dev / "folds.csv")
-    assert sorted(val["row"]) == sorted(folds.loc[(folds["fold"] == 0) & (folds["dev"] == 1), "row"])
+    # The fixtures are small tables, so every development row is scored out of fold.
+    assert sorted(val["row"]) == sorted(folds.loc[folds["dev"] == 1, "row"])
 
     final_script = brain.write_submission(fx.ctx, script)
     assert re.findall(r"^FINAL_MODE = (\w+)", final_script.code, re.MULTILINE) == ["True"]
@@ -62,10 +63,53 @@ def test_candidate_runs_in_dev_and_final_mode(tasks, brain, tmp_path, kind, card
     if kind == "multiclass":
         values = submission[["a", "b", "c"]].to_numpy()
         assert np.allclose(values.sum(axis=1), 1.0, atol=1e-6)
+        # Log loss: no probability below the floor of about 1 / (training rows + 2).
+        n_train = len(pd.read_csv(fx.final / fx.task.train_file))
+        assert values.min() >= 0.99 / (n_train + 2)
     elif kind == "binary":
         assert submission["target"].between(0, 1).all() and submission["target"].nunique() > 10
     elif kind == "text":
         assert set(submission["label"]) <= {"positive", "negative"}
+
+
+@pytest.mark.parametrize(("n_dev_rows", "scored_folds"), [(240, [0, 1, 2, 3, 4]), (50_000, [0])])
+def test_small_tables_are_scored_out_of_fold_and_large_ones_on_fold_0(tasks, brain, tmp_path, n_dev_rows, scored_folds):
+    fx = tasks["binary"]
+    ctx = fx.ctx.model_copy(update={"n_dev_rows": n_dev_rows})
+    script = brain.write_candidate(ctx, ModelCard(name="lightgbm"))
+    assert f"SCORE_FOLDS = {scored_folds}" in script.code
+    score = assert_ran(run_code(script.code, fx.dev, tmp_path))
+    val = pd.read_csv(tmp_path / "final" / "val_predictions.csv")
+    folds = pd.read_csv(fx.dev / "folds.csv")
+    scored = folds[folds["fold"].isin(scored_folds) & (folds["dev"] == 1)]
+    assert sorted(val["row"]) == sorted(scored["row"])
+    # The reported score is the metric over exactly those out-of-fold predictions.
+    truth = pd.read_csv(fx.dev / fx.task.train_file).iloc[val["row"]][fx.task.target].to_numpy()
+    from sklearn.metrics import roc_auc_score
+
+    assert score == pytest.approx(roc_auc_score(truth, val["target"]), abs=1e-9)
+
+
+def test_log_loss_probabilities_are_floored_and_other_metrics_untouched(tasks, brain):
+    code = brain.write_candidate(tasks["multiclass"].ctx, ModelCard(name="lightgbm")).code
+    assert "VAL_PRED = floor_proba(VAL_PRED)" in code and "TEST_PRED = floor_proba(TEST_PRED)" in code
+    namespace = {"np": np, "Y": np.zeros(98)}  # 98 training rows: floor 1 / 100
+    exec(code[code.index("PROBA_FLOOR =") : code.index("VAL_PRED = floor_proba")], namespace)
+    floored = namespace["floor_proba"](np.array([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]]))
+    assert np.allclose(floored.sum(axis=1), 1.0)
+    assert floored[0].min() == pytest.approx(0.01 / 1.01) and floored[0].argmax() == 0
+    assert np.allclose(floored[1], [0.2, 0.3, 0.5])
+    for kind in ("binary", "regression"):  # ROC AUC and RMSE predictions are left as they are
+        assert "floor_proba" not in brain.write_candidate(tasks[kind].ctx, ModelCard(name="lightgbm")).code
+
+
+def test_time_ordered_tasks_keep_the_single_hold_out(tasks):
+    from mlestar.brain.expert.facts import task_facts
+
+    fx = tasks["binary"]
+    timed = fx.ctx.model_copy(update={"task": fx.task.model_copy(update={"time_column": "x1"})})
+    assert task_facts(timed).score_folds == [0]
+    assert task_facts(fx.ctx).score_folds == [0, 1, 2, 3, 4]
 
 
 def test_blocks_are_marked_extractable_and_splice_back(tasks, brain):

@@ -27,6 +27,7 @@ class BrainContext(BaseModel):
     seed: int = 0
     dev_max_rows: int = 30_000  # development subsample size (see docs/script-contract.md)
     n_dev_rows: int = 0  # rows with dev == 1 in folds.csv
+    n_folds: int = 5  # folds in folds.csv (0 = the validation hold-out)
     script_timeout_s: float = 600.0  # how long one script may run; brains should size models for it
     threads: int = 1  # CPU threads a script may use
     gpu: bool = False

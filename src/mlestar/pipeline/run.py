@@ -151,6 +151,7 @@ def _context(task: Task, config: RunConfig, store: RunStore) -> BrainContext:
         seed=config.seed,
         dev_max_rows=config.dev_max_rows,
         n_dev_rows=int(folds["dev"].sum()),
+        n_folds=int(folds["fold"].max()) + 1,
         script_timeout_s=config.script_timeout_s
         if config.time_limit_s is None
         else min(config.script_timeout_s, config.time_limit_s / 6),

@@ -11,6 +11,10 @@ from pydantic import BaseModel, Field
 from mlestar.brain.protocol import BrainContext
 from mlestar.task.models import FileRole, Task, TaskType
 
+# At or below this many development rows a script scores every fold out of fold rather than fold 0
+# alone: a fifth of a small table is too few rows to rank solutions, and refinement would chase noise.
+SMALL_TABLE_ROWS = 3000
+
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".csv.gz", ".tsv.gz", ".csv.zip", ".json", ".jsonl")
 
 
@@ -43,6 +47,7 @@ class TaskFacts(BaseModel):
     n_classes: int = 0
     n_rows: int = 0  # rows a development script trains on (dev subsample)
     n_features: int = 0
+    score_folds: list[int] = Field(default_factory=lambda: [0])  # folds a development script scores
     seed: int = 0
     threads: int = 1
     timeout_s: float = 600.0
@@ -118,6 +123,10 @@ def task_facts(ctx: BrainContext) -> TaskFacts:
         if f.role is FileRole.AUXILIARY and f.format != "dir" and is_table(f.path)
     )
     n_rows = ctx.n_dev_rows or min(task.n_train_rows or ctx.dev_max_rows, ctx.dev_max_rows)
+    # Time-ordered folds stay a single hold-out: scoring earlier folds would train on the future.
+    # The final script repeats the development scoring on every train row, so both must be small.
+    small = max(n_rows, task.n_train_rows or 0) <= SMALL_TABLE_ROWS and not task.time_column
+    score_folds = list(range(max(2, ctx.n_folds))) if small else [0]
     return TaskFacts(
         name=task.name,
         task_type=task_type,
@@ -145,6 +154,7 @@ def task_facts(ctx: BrainContext) -> TaskFacts:
         n_classes=len(task.classes) if task.task_type is TaskType.MULTICLASS else (2 if task_type == "binary" else 0),
         n_rows=max(1, n_rows),
         n_features=max(1, len(features)),
+        score_folds=score_folds,
         seed=ctx.seed,
         threads=max(1, ctx.threads),
         timeout_s=ctx.script_timeout_s,

@@ -1,8 +1,9 @@
 """Sizing models to the time a script may run.
 
 A script must finish well inside ``script_timeout_s`` on the development subsample, and the final
-script trains about twice (fold-0 check, then a refit on every row). The estimate is deliberately
-rough and conservative: seconds per boosting round grow with rows x features / threads.
+script trains about twice (fold-0 check, then a refit on every row), or once per fold plus the refit
+on a small table scored out of fold. The estimate is deliberately rough and conservative: seconds
+per boosting round grow with rows x features / threads.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _round_cost_s(card_name: str, facts: TaskFacts) -> float:
 def round_budget(card_name: str, facts: TaskFacts, share: float = 1.0, cap: int | None = None) -> int:
     """How many rounds (trees) the card may grow within its share of the script's time."""
     card = CARDS[card_name]
-    seconds = facts.timeout_s * TRAIN_SHARE * share
+    seconds = facts.timeout_s * TRAIN_SHARE * share / len(facts.score_folds)
     rounds = int(seconds / _round_cost_s(card_name, facts))
     if card.family == "forest":
         rounds = max(FOREST_MIN_TREES, min(FOREST_MAX_TREES, rounds))
@@ -57,13 +58,14 @@ def learning_rate_for(rounds: int, default: float) -> float:
 def estimated_script_s(model_cards: list[str], facts: TaskFacts, rounds: list[int]) -> float:
     """Rough seconds a development run of a solution takes (used to split time in combined scripts)."""
     total = 5.0
+    fits = len(facts.score_folds)
     for card_name, n in zip(model_cards, rounds, strict=False):
         card = CARDS.get(card_name)
         if card is None:
             continue
         if card.uses_rounds:
             # early stopping usually ends boosting well before the cap
-            total += _round_cost_s(card_name, facts) * n * (0.5 if card.family != "forest" else 1.0)
+            total += fits * _round_cost_s(card_name, facts) * n * (0.5 if card.family != "forest" else 1.0)
         else:
-            total += 2e-6 * facts.n_rows * max(1, facts.n_features) + (20.0 if card.family == "text_linear" else 2.0)
+            total += fits * (2e-6 * facts.n_rows * max(1, facts.n_features) + (20.0 if card.family == "text_linear" else 2.0))
     return total
