@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -165,3 +167,52 @@ def test_table_without_mlestar_has_no_ratio_columns() -> None:
     results = [_result("t", "plain", 0.5, False, "accuracy"), _result("t", "flaml", 0.6, False, "accuracy")]
     (row,) = compare.build_table(results, ["plain", "flaml"])
     assert not [key for key in row if "_vs_" in key]
+
+
+def test_markdown_table_states_provenance_and_counts_wins_and_losses() -> None:
+    results = [
+        _result("auc-task", "mlestar", 0.90, False, "roc_auc"),
+        _result("auc-task", "plain", 0.80, False, "roc_auc"),
+        _result("loss-task", "mlestar", 0.30, True, "log_loss"),
+        _result("loss-task", "plain", 0.15, True, "log_loss"),
+        _result("r2-task", "mlestar", 0.5, False, "r2"),
+        _result("r2-task", "plain", None, False, "r2"),
+    ]
+    meta = {"date": "2026-12-01", "cpu": "Test CPU", "cores": 2, "memory_gib": 24, "time_limit_s": 90.0,
+            "versions": {"mlestar": "0.1.0", "plain": "1.9.1"}}
+    text = compare.format_markdown(compare.build_table(results, ["mlestar", "plain"]), ["mlestar", "plain"], meta)
+    assert text.startswith("Measured 2026-12-01 on Test CPU (2 cores, 24 GiB, no GPU), 90 s per tool and competition")
+    assert "mlestar 0.1.0, plain 1.9.1" in text
+    lines = text.splitlines()
+    assert "| auc-task | roc_auc ↑ | 0.9000 | 0.8000 | **1.125** |" in lines  # a win is bold
+    assert "| loss-task | log_loss ↓ | 0.3000 | 0.1500 | 0.500 |" in lines  # a loss is shown as a loss
+    assert "| r2-task | r2 ↑ | 0.5000 | failed | - |" in lines
+    assert "- mlestar vs plain: better on 1, worse on 1, tied on 0; geometric mean ratio 0.750" in lines
+
+
+def test_comparison_resumes_keeping_scored_runs_and_retrying_failed_ones(tiny_binary: Path, tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / tiny_binary.name).symlink_to(tiny_binary, target_is_directory=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    failed = compare.RunResult(tiny_binary.name, "flaml", "roc_auc", False, error="flaml is not installed")
+    kept = compare.RunResult(tiny_binary.name, "plain", "roc_auc", False, score=0.123, valid=True, wall_s=1.0)
+    (out / "results.json").write_text(json.dumps([asdict(kept), asdict(failed)]))
+    (out / "meta.json").write_text(json.dumps({"time_limit_s": 20.0, "versions": {}}))
+
+    assert compare.main([str(suite), "--time-limit", "20", "--tools", "plain", "--out", str(out)]) == 0
+    records = json.loads((out / "results.json").read_text())
+    # The scored plain run is kept as it was (not re-run); the failed flaml run is dropped for a retry.
+    assert [(r["tool"], r["score"]) for r in records] == [("plain", 0.123)]
+    assert not (out / tiny_binary.name / "plain").exists()
+    assert "0.1230" in (out / "table.md").read_text()
+
+    with pytest.raises(SystemExit, match="holds runs at 20.0 s, not 30 s"):
+        compare.main([str(suite), "--time-limit", "30", "--tools", "plain", "--out", str(out)])
+    with pytest.raises(SystemExit, match="TOOL=PATH"):
+        compare.parse_pythons(["autogluon"])
+    with pytest.raises(SystemExit, match="no interpreter at"):
+        compare.parse_pythons([f"autogluon={tmp_path / 'missing' / 'python'}"])
+    pythons = compare.parse_pythons([f"autogluon={sys.executable}"])
+    assert pythons == {"autogluon": sys.executable, "autogluon-best": sys.executable}

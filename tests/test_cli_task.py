@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import BaseModel
 
 from mlestar.cli import main
 from mlestar.task.models import Task
@@ -143,46 +141,6 @@ def test_grade_invalid_submission_exits_1(tiny_binary: Path, capsys: pytest.Capt
         and payload["score"] is None
         and "97 rows" in payload["reason"]
     )
-
-
-class _FakeReport(BaseModel):
-    score: float | None
-    valid_submission: bool
-    is_lower_better: bool
-    gold_medal: bool
-
-
-def test_grade_with_leaderboard(
-    tiny_binary: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[tuple[object, ...]] = []
-
-    def grade_against_leaderboard(score, leaderboard_csv, lower_is_better=None, valid=True):  # noqa: ANN001
-        calls.append((score, leaderboard_csv, lower_is_better, valid))
-        return _FakeReport(
-            score=score,
-            valid_submission=valid,
-            is_lower_better=bool(lower_is_better),
-            gold_medal=score is not None and score > 0.5,
-        )
-
-    fake = types.ModuleType("mlestar.bench.leaderboard")
-    fake.grade_against_leaderboard = grade_against_leaderboard  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mlestar.bench.leaderboard", fake)
-    board = tmp_path / "leaderboard.csv"
-    board.write_text("teamName,score\na,0.9\n")
-    sub = _submission(tiny_binary)
-    code, out, _ = _run(
-        ["grade", str(sub), "--competition", str(tiny_binary), "--leaderboard", str(board), "--json"], capsys
-    )
-    payload = json.loads(out)
-    assert code == 0
-    assert payload["leaderboard"]["gold_medal"] is True and payload["leaderboard"]["is_lower_better"] is False
-    assert calls[-1][1:] == (board, False, True) and calls[-1][0] == pytest.approx(payload["score"])
-    code, out, _ = _run(
-        ["grade", str(sub), "--competition", str(tiny_binary), "--leaderboard", str(board)], capsys
-    )
-    assert code == 0 and "gold_medal" in out and "valid_submission" in out
 
 
 def test_subprocess_errors_have_no_traceback(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -64,9 +65,24 @@ def grade_command(
         Path | None,
         typer.Option("--leaderboard", help="Kaggle leaderboard CSV: also report MLE-bench medals."),
     ] = None,
+    mlebench: Annotated[
+        Path | None,
+        typer.Option(
+            "--mlebench",
+            help="An MLE-bench checkout: grade with the competition's own grade.py (and its leaderboard.csv).",
+        ),
+    ] = None,
+    competition_id: Annotated[
+        str | None,
+        typer.Option("--competition-id", help="MLE-bench competition id (default: the competition's name)."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Score a submission; an invalid one prints its reason and exits with status 1."""
+    """Score a submission; an invalid one prints its reason and exits with status 1.
+
+    With a leaderboard the report follows MLE-bench: the direction comes from the leaderboard's
+    order, medals from Kaggle's thresholds for its size, and --json uses MLE-bench's field names.
+    """
     from mlestar.errors import ConfigError, InvalidSubmission, MetricError, TaskError
     from mlestar.grading import grade_competition, grade_submission
 
@@ -74,7 +90,24 @@ def grade_command(
         raise ConfigError("pass either --answers or --competition, not both")
     if leaderboard is not None and not leaderboard.is_file():
         raise TaskError(f"leaderboard file not found: {leaderboard}")
-    if competition is not None:
+    if mlebench is not None and competition is None:
+        raise ConfigError("--mlebench grades a competition folder: pass --competition DIR as well")
+    name = competition_id
+    if mlebench is not None:
+        from mlestar.bench.mlebench import competition_folder, grade_with, load_grader
+        from mlestar.task.intake import load_task
+
+        task = load_task(competition, metric=metric, id_column=id_column)  # type: ignore[arg-type]
+        name = competition_id or task.name
+        if task.answers_file is None:
+            raise TaskError(f"no private answers found for {task.name} (expected prepared/private/test.csv)")
+        grader = load_grader(mlebench, name)
+        result = grade_with(grader, submission, task.answers_file, metric=task.metric,
+                            lower_is_better=task.lower_is_better)
+        own_board = competition_folder(mlebench, name) / "leaderboard.csv"
+        if leaderboard is None and own_board.is_file():
+            leaderboard = own_board
+    elif competition is not None:
         result = grade_competition(submission, competition, metric, id_column=id_column)
     elif answers is not None:
         if not metric:
@@ -82,22 +115,27 @@ def grade_command(
         result = grade_submission(submission, answers, metric=metric, id_column=id_column)
     else:
         raise ConfigError("pass --answers FILE with --metric, or --competition DIR")
+    if name is None and competition is not None:
+        name = competition.resolve().name
 
     report: dict[str, Any] | None = None
     if leaderboard is not None:
-        try:
-            from mlestar.bench.leaderboard import grade_against_leaderboard
-        except ImportError:
-            raise ConfigError("leaderboard grading is not available in this installation") from None
-        medal = grade_against_leaderboard(
-            result.score, leaderboard, lower_is_better=result.lower_is_better, valid=result.valid
-        )
-        report = medal.model_dump()
+        from mlestar.bench.leaderboard import grade_against_leaderboard
+
+        # MLE-bench reads the direction from the leaderboard's order, whatever the metric's name says.
+        medal = grade_against_leaderboard(result.score, leaderboard, valid=result.valid)
+        report = {
+            "competition_id": name,
+            **medal.model_dump(),
+            "submission_exists": submission.is_file(),
+            "submission_path": str(submission),
+            "created_at": datetime.now(timezone.utc).isoformat(),
+        }
 
     if json_out:
         payload: dict[str, Any] = result.model_dump()
         if report is not None:
-            payload["leaderboard"] = report
+            payload = {**report, "metric": result.metric, "reason": result.reason}
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
         if not result.valid:
             sys.exit(InvalidSubmission.exit_code)
