@@ -365,10 +365,8 @@ def grade_run(result: SeedResult, competition: Path, run_dir: Path) -> SeedResul
     leaderboard = competition / LEADERBOARD_NAME
     if leaderboard.is_file():
         try:
-            report = grade_against_leaderboard(
-                result.score, leaderboard, lower_is_better=result.lower_is_better if result.metric else None,
-                valid=result.valid,
-            )
+            # As in MLE-bench, the leaderboard's own order says which direction is better.
+            report = grade_against_leaderboard(result.score, leaderboard, valid=result.valid)
         except MlestarError as exc:
             result.reason = (result.reason + "; " if result.reason else "") + str(exc)
         else:
