@@ -19,8 +19,10 @@ empty when it would mean nothing (a missing score, or a zero or negative score s
 Written under OUT: ``results.json`` and ``results.csv`` (one row per run, saved after each run),
 ``table.csv`` (one row per competition), ``table.md`` (the same as Markdown, headed by the machine,
 budget, date and tool versions of ``meta.json``) and ``scores.png`` (normalized scores; needs
-matplotlib). A comparison is resumable: runs already scored in OUT's ``results.json`` are kept and
-not run again (``--fresh`` starts over), so tools can be added or a crashed comparison continued.
+matplotlib). A comparison is resumable: runs already in OUT's ``results.json`` are kept and
+not run again, and so are failed ones (a tool that ran out of time failed as measured; pass
+``--retry-failed`` after installing a missing tool, ``--fresh`` to start over), so tools can be
+added or a crashed comparison continued.
 
 AutoGluon pins older pandas than mlestar's own environment; give it an interpreter of its own
 with ``--python autogluon=PATH`` (the interpreter must have mlestar installed as well).
@@ -354,6 +356,12 @@ def machine_meta(time_limit: float, tools: list[str], pythons: dict[str, str]) -
     }
 
 
+def _versus(ratio: float) -> int:
+    """1 win, -1 loss, 0 tie: a ratio that shows as 1.000 at three decimals is a tie."""
+    shown = round(ratio, 3) if math.isfinite(ratio) else ratio
+    return (shown > 1) - (shown < 1)
+
+
 def format_markdown(rows: list[dict], tools: list[str], meta: dict, reference: str = "mlestar") -> str:
     """The comparison as a Markdown table with its provenance and a win/loss summary per baseline."""
     others = [t for t in tools if t != reference] if reference in tools else []
@@ -370,19 +378,20 @@ def format_markdown(rows: list[dict], tools: list[str], meta: dict, reference: s
         arrow = "↓" if row["direction"] == "lower" else "↑"
         cells = [row["competition"], f"{row['metric']} {arrow}"]
         for tool in tools:
-            score = row.get(f"{tool}_score")
-            cells.append("failed" if score is None else f"{score:.4f}")
+            score, seconds = row.get(f"{tool}_score"), row.get(f"{tool}_time_s")
+            cells.append("failed" if score is None else f"{score:.4g} ({seconds:.0f} s)")
         for tool in others:
             ratio = row.get(f"{reference}_vs_{tool}")
-            cells.append("-" if ratio is None else f"**{ratio:.3f}**" if ratio > 1 else f"{ratio:.3f}")
+            shown = "-" if ratio is None else f"{ratio:.3f}"
+            cells.append(f"**{shown}**" if ratio is not None and _versus(ratio) > 0 else shown)
         lines.append("| " + " | ".join(cells) + " |")
     if others:
         lines.append("")
         for tool in others:
             ratios = [row[f"{reference}_vs_{tool}"] for row in rows if row.get(f"{reference}_vs_{tool}") is not None]
             finite = [r for r in ratios if math.isfinite(r) and r > 0]
-            wins = sum(r > 1 for r in ratios)
-            losses = sum(r < 1 for r in ratios)
+            wins = sum(_versus(r) > 0 for r in ratios)
+            losses = sum(_versus(r) < 0 for r in ratios)
             geo = math.exp(sum(math.log(r) for r in finite) / len(finite)) if finite else None
             lines.append(
                 f"- {reference} vs {tool}: better on {wins}, worse on {losses}, tied on {len(ratios) - wins - losses}"
@@ -391,8 +400,8 @@ def format_markdown(rows: list[dict], tools: list[str], meta: dict, reference: s
     return "\n".join(lines) + "\n"
 
 
-def load_previous(out: Path) -> list[RunResult]:
-    """Scored runs of an earlier comparison in OUT; failed ones are dropped so that they run again."""
+def load_previous(out: Path, retry_failed: bool = False) -> list[RunResult]:
+    """Runs of an earlier comparison in OUT: kept as measured, failures too unless they are to be retried."""
     path = out / "results.json"
     if not path.is_file():
         return []
@@ -401,7 +410,8 @@ def load_previous(out: Path) -> list[RunResult]:
     except json.JSONDecodeError as exc:
         raise SystemExit(f"error: {path} is not valid JSON ({exc}); move it away or pass --fresh")
     fields = set(RunResult.__dataclass_fields__)
-    return [RunResult(**{k: v for k, v in r.items() if k in fields}) for r in records if r.get("score") is not None]
+    results = [RunResult(**{k: v for k, v in r.items() if k in fields}) for r in records]
+    return [r for r in results if r.score is not None or not retry_failed]
 
 
 def parse_pythons(values: list[str]) -> dict[str, str]:
@@ -428,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated competition names (default: all)")
     parser.add_argument("--python", action="append", default=[], metavar="TOOL=PATH", help="interpreter for a baseline")
     parser.add_argument("--fresh", action="store_true", help="ignore the results already in OUT")
+    parser.add_argument("--retry-failed", action="store_true", help="run again the runs in OUT that failed")
     args = parser.parse_args(argv)
 
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
@@ -443,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    previous = [] if args.fresh else load_previous(out)
+    previous = [] if args.fresh else load_previous(out, retry_failed=args.retry_failed)
     meta_path = out / "meta.json"
     if previous and meta_path.is_file():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))

@@ -177,6 +177,8 @@ def test_markdown_table_states_provenance_and_counts_wins_and_losses() -> None:
         _result("loss-task", "plain", 0.15, True, "log_loss"),
         _result("r2-task", "mlestar", 0.5, False, "r2"),
         _result("r2-task", "plain", None, False, "r2"),
+        _result("tie-task", "mlestar", 0.8, False, "accuracy"),
+        _result("tie-task", "plain", 0.79992, False, "accuracy"),
     ]
     meta = {"date": "2026-12-01", "cpu": "Test CPU", "cores": 2, "memory_gib": 24, "time_limit_s": 90.0,
             "versions": {"mlestar": "0.1.0", "plain": "1.9.1"}}
@@ -184,10 +186,11 @@ def test_markdown_table_states_provenance_and_counts_wins_and_losses() -> None:
     assert text.startswith("Measured 2026-12-01 on Test CPU (2 cores, 24 GiB, no GPU), 90 s per tool and competition")
     assert "mlestar 0.1.0, plain 1.9.1" in text
     lines = text.splitlines()
-    assert "| auc-task | roc_auc ↑ | 0.9000 | 0.8000 | **1.125** |" in lines  # a win is bold
-    assert "| loss-task | log_loss ↓ | 0.3000 | 0.1500 | 0.500 |" in lines  # a loss is shown as a loss
-    assert "| r2-task | r2 ↑ | 0.5000 | failed | - |" in lines
-    assert "- mlestar vs plain: better on 1, worse on 1, tied on 0; geometric mean ratio 0.750" in lines
+    assert "| auc-task | roc_auc ↑ | 0.9 (12 s) | 0.8 (12 s) | **1.125** |" in lines  # a win is bold
+    assert "| loss-task | log_loss ↓ | 0.3 (12 s) | 0.15 (12 s) | 0.500 |" in lines  # a loss is shown as a loss
+    assert "| r2-task | r2 ↑ | 0.5 (12 s) | failed | - |" in lines
+    assert "| tie-task | accuracy ↑ | 0.8 (12 s) | 0.7999 (12 s) | 1.000 |" in lines  # 1.0001 reads as a tie
+    assert "- mlestar vs plain: better on 1, worse on 1, tied on 1; geometric mean ratio 0.826" in lines
 
 
 def test_comparison_resumes_keeping_scored_runs_and_retrying_failed_ones(tiny_binary: Path, tmp_path: Path) -> None:
@@ -201,12 +204,20 @@ def test_comparison_resumes_keeping_scored_runs_and_retrying_failed_ones(tiny_bi
     (out / "results.json").write_text(json.dumps([asdict(kept), asdict(failed)]))
     (out / "meta.json").write_text(json.dumps({"time_limit_s": 20.0, "versions": {}}))
 
-    assert compare.main([str(suite), "--time-limit", "20", "--tools", "plain", "--out", str(out)]) == 0
+    assert compare.main([str(suite), "--time-limit", "20", "--tools", "plain,flaml", "--out", str(out)]) == 0
     records = json.loads((out / "results.json").read_text())
-    # The scored plain run is kept as it was (not re-run); the failed flaml run is dropped for a retry.
-    assert [(r["tool"], r["score"]) for r in records] == [("plain", 0.123)]
+    # Both runs are kept as measured, the failure too: nothing runs again.
+    assert [(r["tool"], r["score"], r["error"]) for r in records] == [
+        ("plain", 0.123, ""), ("flaml", None, "flaml is not installed")
+    ]
     assert not (out / tiny_binary.name / "plain").exists()
-    assert "0.1230" in (out / "table.md").read_text()
+    table = (out / "table.md").read_text()
+    assert "| 0.123 (1 s) | failed |" in table
+
+    # --retry-failed runs the failed one again and keeps the scored one.
+    assert compare.main([str(suite), "--time-limit", "20", "--tools", "plain", "--out", str(out), "--retry-failed"]) == 0
+    records = json.loads((out / "results.json").read_text())
+    assert [(r["tool"], r["score"]) for r in records] == [("plain", 0.123)]
 
     with pytest.raises(SystemExit, match="holds runs at 20.0 s, not 30 s"):
         compare.main([str(suite), "--time-limit", "30", "--tools", "plain", "--out", str(out)])
