@@ -165,8 +165,10 @@ def _run_baseline(
         python, "-m", "mlestar.bench.baselines", tool, str(competition),
         "--time-limit", str(time_limit), "--out", str(out),
     ]
+    out.mkdir(parents=True, exist_ok=True)
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        # In its own folder: some learners (FLAML's CatBoost) leave training logs in the current one.
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=out)
     except subprocess.TimeoutExpired:
         return None, f"no result within {timeout:.0f}s"
     submission = out / "submission.csv"
@@ -352,8 +354,12 @@ def machine_meta(time_limit: float, tools: list[str], pythons: dict[str, str]) -
         "gpu": "none used",
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "versions": {tool: _package_version(pythons.get(tool, sys.executable), _PACKAGES[tool]) for tool in tools},
+        "versions": tool_versions(tools, pythons),
     }
+
+
+def tool_versions(tools: list[str], pythons: dict[str, str]) -> dict[str, str]:
+    return {tool: _package_version(pythons.get(tool, sys.executable), _PACKAGES[tool]) for tool in tools}
 
 
 def _versus(ratio: float) -> int:
@@ -422,7 +428,7 @@ def parse_pythons(values: list[str]) -> dict[str, str]:
             raise SystemExit(f"error: --python takes TOOL=PATH with TOOL one of {', '.join(BASELINE_TOOLS)}; got {value!r}")
         if not Path(path).is_file():
             raise SystemExit(f"error: --python {tool}: no interpreter at {path}")
-        pythons[tool] = path
+        pythons[tool] = os.path.abspath(path)  # not resolve(): a venv's python is a symlink that must stay one
     # best_quality is the same package as medium_quality; one interpreter serves both.
     if "autogluon" in pythons and "autogluon-best" not in pythons:
         pythons["autogluon-best"] = pythons["autogluon"]
@@ -463,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"error: {out} holds runs at {meta.get('time_limit_s')} s, not {args.time_limit:g} s; "
                 "use another --out or pass --fresh"
             )
-        meta.setdefault("versions", {}).update(machine_meta(args.time_limit, tools, pythons)["versions"])
+        meta.setdefault("versions", {}).update(tool_versions(tools, pythons))
     else:
         meta = machine_meta(args.time_limit, tools, pythons)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -227,3 +228,6 @@ def test_comparison_resumes_keeping_scored_runs_and_retrying_failed_ones(tiny_bi
         compare.parse_pythons([f"autogluon={tmp_path / 'missing' / 'python'}"])
     pythons = compare.parse_pythons([f"autogluon={sys.executable}"])
     assert pythons == {"autogluon": sys.executable, "autogluon-best": sys.executable}
+    # A relative interpreter is made absolute (baselines run in their own folder), symlinks kept.
+    relative = os.path.relpath(sys.executable)
+    assert compare.parse_pythons([f"flaml={relative}"]) == {"flaml": os.path.abspath(relative)}

@@ -211,7 +211,8 @@ def _pair(
     )
 
 
-def _read_submission(path: Path) -> pd.DataFrame:
+def read_submission(path: Path) -> pd.DataFrame:
+    """A submission file as a frame; InvalidSubmission when it is missing, unreadable or empty."""
     if not path.is_file():
         raise InvalidSubmission(f"submission file not found: {path}")
     try:
@@ -241,7 +242,7 @@ def grade_submission(
         raise TaskError(f"sample submission not found: {sample_path}")
     sample = read_table(Path(sample_path)) if sample_path is not None else None
     try:
-        submission = _read_submission(Path(submission_path))
+        submission = read_submission(Path(submission_path))
         value = score_submission(submission, answers, chosen, sample=sample, id_column=id_column)
     except InvalidSubmission as exc:
         return GradeResult(

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlestar.errors import MlestarError
-from mlestar.grading import GradeResult
+from mlestar.errors import InvalidSubmission, MlestarError
+from mlestar.grading import GradeResult, read_submission
+from mlestar.task.profile import read_table
 
 Grader = Callable[[pd.DataFrame, pd.DataFrame], float]
 
@@ -54,32 +55,19 @@ def load_grader(checkout: Path, competition_id: str) -> Grader:
     return grade
 
 
-def _read(path: Path, what: str) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    except FileNotFoundError:
-        raise MlestarError(f"{what} {path} does not exist") from None
-    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise MlestarError(f"{what} {path} cannot be read: {str(exc).splitlines()[0]}") from None
-
-
 def grade_with(
     grader: Grader, submission_path: Path, answers_path: Path, *, metric: str, lower_is_better: bool
 ) -> GradeResult:
     """Score a submission with an MLE-bench grader; its InvalidSubmissionError makes it invalid."""
-    submission_path = Path(submission_path)
-    if not submission_path.is_file():
-        return GradeResult(valid=False, reason=f"{submission_path} does not exist", metric=metric,
-                           lower_is_better=lower_is_better)
-    submission = _read(submission_path, "submission")
-    answers = _read(Path(answers_path), "answers file")
+    answers = read_table(Path(answers_path))
     try:
+        submission = read_submission(Path(submission_path))
         score = float(grader(submission, answers))
     except Exception as exc:
         # MLE-bench graders signal a malformed submission with their own InvalidSubmissionError
         # (matched by name: the class lives in the user's checkout, not in mlestar).
-        if type(exc).__name__ == "InvalidSubmissionError":
-            return GradeResult(valid=False, reason=str(exc) or "invalid submission", metric=metric,
-                               lower_is_better=lower_is_better)
-        raise MlestarError(f"the MLE-bench grader failed: {type(exc).__name__}: {exc}") from None
+        if not isinstance(exc, InvalidSubmission) and type(exc).__name__ != "InvalidSubmissionError":
+            raise MlestarError(f"the MLE-bench grader failed: {type(exc).__name__}: {exc}") from None
+        return GradeResult(valid=False, reason=str(exc) or "invalid submission", metric=metric,
+                           lower_is_better=lower_is_better)
     return GradeResult(score=score, valid=True, metric=metric, lower_is_better=lower_is_better)
