@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from mlestar.cli import main
-from mlestar.task.models import Task
+from mlestar.core.task import Task
 
 MLESTAR = Path(sys.executable).with_name("mlestar")
 

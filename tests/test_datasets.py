@@ -21,7 +21,7 @@ from mlestar.bench.datasets import (
 )
 from mlestar.errors import MlestarError
 from mlestar.task.intake import load_task
-from mlestar.task.models import Modality, TaskType
+from mlestar.core.task import Modality, TaskType
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -6,7 +6,7 @@ import pytest
 from test_expert_support import ROUNDS, assert_ran, build, run_code
 
 from mlestar.brain.expert import ExpertBrain
-from mlestar.brain.expert.blocks import find_blocks
+from mlestar.core.contract import find_blocks
 from mlestar.brain.protocol import ModelCard, RefinementPlan, ScoredScript, Script
 
 

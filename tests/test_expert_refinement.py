@@ -8,7 +8,7 @@ import pytest
 from test_expert_support import ROUNDS, assert_ran, assert_submission_matches, build, run_code
 
 from mlestar.brain.expert import ExpertBrain
-from mlestar.brain.expert.blocks import find_blocks
+from mlestar.core.contract import find_blocks
 from mlestar.brain.expert.spec import load_spec
 from mlestar.brain.protocol import (
     AblationSummary,
@@ -171,7 +171,7 @@ def test_debug_drops_a_failing_ablation_variant(fx, brain, solutions):
 
 def test_parallel_tracks_grow_apart(fx, brain, solutions):
     (lgb, linear), _ = solutions
-    track1 = fx.ctx.model_copy(update={"seed": fx.ctx.seed + 1000})
+    track1 = fx.ctx.for_track(1)
     merged0, merged1 = brain.merge(fx.ctx, lgb, linear), brain.merge(track1, lgb, linear)
     assert re.search(r"^SEED = 1000$", merged1.code, re.MULTILINE) and merged0.code != merged1.code
     summary = AblationSummary(text="", effects={"hyperparameters": -0.1})

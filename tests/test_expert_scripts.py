@@ -10,7 +10,8 @@ import pytest
 from test_expert_support import ROUNDS, assert_ran, assert_submission_matches, build, run_code
 
 from mlestar.brain.expert import ExpertBrain
-from mlestar.brain.expert.blocks import BLOCK_ORDER, find_blocks
+from mlestar.brain.expert.blocks import BLOCK_ORDER
+from mlestar.core.contract import find_blocks
 from mlestar.brain.protocol import BlockNotFound, Brain, ModelCard, ScoredScript, Script, replace_block
 
 

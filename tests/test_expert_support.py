@@ -17,7 +17,7 @@ from mlestar.exec.sandbox import run_script
 from mlestar.exec.workspace import build_input_dir, prepare_script_dir
 from mlestar.pipeline.split import write_folds
 from mlestar.task import load_task
-from mlestar.task.models import Task
+from mlestar.core.task import Task
 
 ROUNDS = 60  # boosting rounds / trees cap: keeps every script to a second or two
 

@@ -27,7 +27,7 @@ from fakes.llm_servers import Reply  # noqa: E402
 
 from mlestar.brain.llm import ROLES, LLMBrain  # noqa: E402
 from mlestar.brain.llm.parsing import extract_code  # noqa: E402
-from mlestar.brain.protocol import (  # noqa: E402
+from mlestar.brain.protocol import (
     AblationSummary,
     BlockNotFound,
     Brain,
@@ -38,8 +38,8 @@ from mlestar.brain.protocol import (  # noqa: E402
     RefinementPlan,
     ScoredScript,
     Script,
-    SearchResult,
 )
+from mlestar.core.records import SearchResult
 from mlestar.llm import LLMClient, usage_summary  # noqa: E402
 from mlestar.store.db import RunStore  # noqa: E402
 

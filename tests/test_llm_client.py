@@ -41,7 +41,7 @@ from mlestar.llm import (  # noqa: E402
 )
 from mlestar.llm.prices import PriceTable  # noqa: E402
 from mlestar.store.db import RunStore  # noqa: E402
-from mlestar.store.events import EventType  # noqa: E402
+from mlestar.core.events import EventType  # noqa: E402
 
 HELLO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}]
 

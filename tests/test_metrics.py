@@ -11,7 +11,7 @@ from sklearn import metrics as skm
 
 from mlestar.errors import MetricError
 from mlestar.metrics import METRICS, Metric, default_metric, get_metric
-from mlestar.task.models import TaskType
+from mlestar.core.task import TaskType
 
 RNG_SEED = 7
 N = 300

@@ -19,7 +19,8 @@ from mlestar.brain.protocol import BrainContext, ModelCard, Script
 from mlestar.cli import main as cli_main
 from mlestar.errors import AllCandidatesFailed
 from mlestar.grading import grade_submission
-from mlestar.store import EventType, NodeStatus, RunStatus, RunStore, open_run
+from mlestar.core.events import EventType
+from mlestar.store import NodeStatus, RunStatus, RunStore, open_run
 
 from competitions import TINY_CONFIG
 

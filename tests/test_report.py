@@ -12,7 +12,8 @@ import pytest
 from mlestar.report import collect, write_report
 from mlestar.report.data import phase_states, score_progress, solution_tree
 from mlestar.report.svg import nice_ticks, score_chart
-from mlestar.store import Event, EventType, NodeRecord, NodeStatus, RunStatus, RunStore
+from mlestar.core.events import Event, EventType
+from mlestar.store import NodeRecord, NodeStatus, RunStatus, RunStore
 
 sys.path.insert(0, str(Path(__file__).parent))  # no tests/__init__.py: helpers import by name
 from test_server_support import RUN_ID, FakeRun, build_finished_run

@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 
 from mlestar.server import ServerSettings, create_app
 from mlestar.server.paths import inside, valid_run_id
-from mlestar.store import Control, EventType, RunStatus, RunStore
+from mlestar.store import Control, RunStatus, RunStore
+from mlestar.core.events import EventType
 
 sys.path.insert(0, str(Path(__file__).parent))  # no tests/__init__.py: helpers import by name
 from test_server_support import RUN_ID, FakeRun, build_finished_run, recorded_calls, write_fake_python

@@ -15,7 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mlestar.server import ServerSettings, create_app
-from mlestar.store import EventType, RunStatus
+from mlestar.core.events import EventType
+from mlestar.store import RunStatus
 
 sys.path.insert(0, str(Path(__file__).parent))  # no tests/__init__.py: helpers import by name
 from test_server_support import RUN_ID, FakeRun, build_finished_run, live_server

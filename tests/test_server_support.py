@@ -20,15 +20,9 @@ from typing import Any
 import uvicorn
 
 from mlestar.server import ServerSettings, create_app
-from mlestar.store import (
-    Control,
-    EventType,
-    LLMCallRecord,
-    NodeRecord,
-    NodeStatus,
-    RunStatus,
-    RunStore,
-)
+from mlestar.store import Control, NodeRecord, NodeStatus, RunStatus, RunStore
+from mlestar.core.events import EventType
+from mlestar.core.records import LLMCallRecord
 
 RUN_ID = "20250101-120000-churn-ab12"
 

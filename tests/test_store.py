@@ -18,8 +18,6 @@ from mlestar.errors import RunNotFound
 from mlestar.store import (
     SCHEMA_VERSION,
     Control,
-    EventType,
-    LLMCallRecord,
     NodeRecord,
     NodeStatus,
     RunStatus,
@@ -27,6 +25,8 @@ from mlestar.store import (
     list_runs,
     open_run,
 )
+from mlestar.core.events import EventType
+from mlestar.core.records import LLMCallRecord
 
 
 @pytest.fixture()

@@ -18,7 +18,7 @@ from mlestar.exec import (
     private_paths,
     run_script,
 )
-from mlestar.task.models import DataFile, FileRole, Task, TaskType
+from mlestar.core.task import DataFile, FileRole, Task, TaskType
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from mlestar.core.task import TaskType
 from mlestar.errors import InvalidSubmission, TaskError
 from mlestar.metrics import Metric, get_metric
-from mlestar.task.models import TaskType
 from mlestar.task.profile import label_key, read_table
 
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr
 
+from mlestar.core.task import TaskType
 from mlestar.errors import MetricError
-from mlestar.task.models import TaskType
 
 # --- building blocks shared by the snippets ------------------------------------------------------
 # Each helper is plain source text; a metric lists the helpers it needs so its snippet stays

@@ -19,7 +19,8 @@ from test_server_support import (
 )
 
 from mlestar.server import ServerSettings
-from mlestar.store import Control, EventType, RunStatus, RunStore
+from mlestar.store import Control, RunStatus, RunStore
+from mlestar.core.events import EventType
 
 pytestmark = pytest.mark.browser
 

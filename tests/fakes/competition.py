@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlestar.brain.protocol import BrainContext
-from mlestar.task.models import DataFile, FileRole, Modality, Task, TaskType
+from mlestar.core.task import DataFile, FileRole, Modality, Task, TaskType
 
 SCORE_RE = re.compile(r"Final Validation Performance:\s*([-+0-9.eEnaNinf]+)")
 

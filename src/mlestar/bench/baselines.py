@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlestar.core.task import Task, TaskType
 from mlestar.errors import MlestarError
-from mlestar.task.models import Task, TaskType
 
 SEED = 0
 

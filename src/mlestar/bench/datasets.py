@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlestar.core.task import TaskType
 from mlestar.errors import MlestarError
-from mlestar.task.models import TaskType
 
 SEED = 20250611
 TEST_FRACTION = 0.2

@@ -14,9 +14,9 @@ from mlestar.brain.protocol import (
     RefinementPlan,
     ScoredScript,
     Script,
-    SearchResult,
     replace_block,
 )
+from mlestar.core.records import SearchResult
 
 __all__ = [
     "AblationSummary",

@@ -16,7 +16,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from mlestar.task.models import Task
+from mlestar.core.records import SearchResult
+from mlestar.core.task import Task
+
+
+TRACK_SEED_STRIDE = 1000  # track t runs with seed + 1000 t
 
 
 class BrainContext(BaseModel):
@@ -25,6 +29,7 @@ class BrainContext(BaseModel):
     task: Task
     data_report: str = ""  # human-readable data profile (columns, dtypes, missing shares, ...)
     seed: int = 0
+    track: int | None = None  # the parallel solution track the call serves (None: shared by all)
     dev_max_rows: int = 30_000  # development subsample size (see docs/script-contract.md)
     n_dev_rows: int = 0  # rows with dev == 1 in folds.csv
     n_folds: int = 5  # folds in folds.csv (0 = the validation hold-out)
@@ -32,6 +37,10 @@ class BrainContext(BaseModel):
     threads: int = 1  # CPU threads a script may use
     gpu: bool = False
     available_packages: list[str] = Field(default_factory=list)  # importable ML packages
+
+    def for_track(self, track: int) -> BrainContext:
+        """The context of one track: its own seed, so tracks explore different choices."""
+        return self.model_copy(update={"track": track, "seed": self.seed + TRACK_SEED_STRIDE * track})
 
 
 class Script(BaseModel):
@@ -59,13 +68,6 @@ class ModelCard(BaseModel):
     description: str = ""
     example_code: str = ""
     source: str = "knowledge-base"  # "knowledge-base" or a URL
-
-
-class SearchResult(BaseModel):
-    title: str
-    url: str = ""
-    snippet: str = ""
-    content: str = ""  # page text, when the provider returns it
 
 
 class LeakageReport(BaseModel):

@@ -16,7 +16,8 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from mlestar.store import Event, EventType, NodeRecord, NodeStatus, RunStatus, list_runs, open_run
+from mlestar.core.events import Event, EventType
+from mlestar.store import NodeRecord, NodeStatus, RunStatus, list_runs, open_run
 
 console = Console()
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="folder holding the runs", envvar="MLESTAR_RUNS_DIR")]

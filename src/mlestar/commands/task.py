@@ -13,8 +13,8 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from mlestar.core.task import Task
     from mlestar.grading import GradeResult
-    from mlestar.task.models import Task
 
 
 def register(app: typer.Typer) -> None:
@@ -190,7 +190,7 @@ def _print_task(console: Console, task: Task) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from mlestar.task.models import FileRole
+    from mlestar.core.task import FileRole
 
     summary = Table(title=f"Task: {escape(task.name)}", show_header=False, title_justify="left")
     summary.add_column("", style="bold")

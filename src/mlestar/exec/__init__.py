@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlestar.core.contract import parse_score
 from mlestar.exec.environment import credential_paths, scrubbed_env
 from mlestar.exec.models import ExecLimits, ExecResult
+from mlestar.exec.output import trim_output
 from mlestar.exec.pool import LocalExecutor, ScriptExecutor
 from mlestar.exec.sandbox import (
     RC_CANCELLED,
@@ -15,7 +17,6 @@ from mlestar.exec.sandbox import (
     isolation_support,
     run_script,
 )
-from mlestar.exec.scoring import parse_score, trim_output
 from mlestar.exec.workspace import build_input_dir, make_writable, prepare_script_dir, private_paths
 
 __all__ = [

@@ -48,9 +48,10 @@ from pathlib import Path
 
 import psutil
 
+from mlestar.core.contract import last_score_value, score_from_value
 from mlestar.exec.environment import credential_paths, scrubbed_env
 from mlestar.exec.models import ExecLimits, ExecResult
-from mlestar.exec.scoring import last_score_value, omitted_marker, score_from_value, trim_output
+from mlestar.exec.output import omitted_marker, trim_output
 
 log = logging.getLogger(__name__)
 

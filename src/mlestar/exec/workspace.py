@@ -11,8 +11,8 @@ import shutil
 import stat
 from pathlib import Path
 
+from mlestar.core.task import FileRole, Task
 from mlestar.errors import TaskError
-from mlestar.task.models import FileRole, Task
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Provider-agnostic LLM client with retries, usage and cost, budgets and a response cache."""
 
 from mlestar.llm.budget import Budget
-from mlestar.llm.client import LLMClient, LLMResponse, call_context
+from mlestar.llm.client import LLMClient, LLMResponse
 from mlestar.llm.errors import (
     AuthenticationFailed,
     CacheMiss,
@@ -35,7 +35,6 @@ __all__ = [
     "ServerUnreachable",
     "UsageSummary",
     "UsageTotals",
-    "call_context",
     "parse_spec",
     "usage_summary",
 ]

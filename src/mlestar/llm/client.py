@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from mlestar.core.events import EventType
+from mlestar.core.records import LLMCallRecord
 from mlestar.errors import BudgetExhausted
 from mlestar.llm.budget import Budget
 from mlestar.llm.cache import FileCache, request_hash
@@ -25,8 +27,6 @@ from mlestar.llm.providers import Backend, Message, ModelSpec, TransientError, m
 from mlestar.llm.settings import LLMSettings
 from mlestar.llm.usage import estimate_tokens
 from mlestar.store.db import RunStore
-from mlestar.store.events import EventType
-from mlestar.store.models import LLMCallRecord
 
 log = logging.getLogger(__name__)
 

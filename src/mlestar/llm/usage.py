@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from mlestar.core.records import LLMCallRecord
 from mlestar.store.db import RunStore
-from mlestar.store.models import LLMCallRecord
 
 
 def estimate_tokens(text: str) -> int:

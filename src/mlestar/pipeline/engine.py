@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import shutil
-from concurrent.futures import CancelledError
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,13 +22,14 @@ from pydantic import TypeAdapter
 
 from mlestar.brain.protocol import Brain, BrainContext, ScoredScript, Script
 from mlestar.config import RunConfig
+from mlestar.core.events import Event, EventType
+from mlestar.core.task import Task
 from mlestar.exec.models import ExecLimits, ExecResult
 from mlestar.exec.pool import ScriptExecutor
 from mlestar.exec.workspace import prepare_script_dir, private_paths
 from mlestar.metrics import get_metric
 from mlestar.pipeline.budget import Budget
-from mlestar.store import Control, Event, EventType, NodeRecord, NodeStatus, RunStatus, RunStore
-from mlestar.task.models import Task
+from mlestar.store import Control, NodeRecord, NodeStatus, RunStatus, RunStore
 
 T = TypeVar("T")
 Validator = Callable[[Path], "str | None"]
@@ -341,7 +342,7 @@ class Engine:
 
     def context_for_track(self, track: int) -> BrainContext:
         """The brain context with a per-track seed, so tracks explore different choices."""
-        return self.ctx.model_copy(update={"seed": self.ctx.seed + 1000 * track})
+        return self.ctx.for_track(track)
 
     def phase_started(self, phase: str, message: str = "") -> None:
         self.store.set_meta("phase", phase)

@@ -27,12 +27,12 @@ from mlestar.brain.protocol import (
     RefinementPlan,
     ScoredScript,
     Script,
-    SearchResult,
 )
+from mlestar.core.events import EventType
+from mlestar.core.records import SearchResult
 from mlestar.errors import AllCandidatesFailed, InvalidSubmission
 from mlestar.grading import validate_submission
 from mlestar.pipeline.engine import Engine, RunStopped
-from mlestar.store import EventType
 
 LEAKAGE_COLLAPSE = 0.25  # a leakage fix may lower the score, but not by more than this share
 USAGE_TOLERANCE = 0.002  # a data-usage fix must not be worse than this share

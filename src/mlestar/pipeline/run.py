@@ -18,6 +18,8 @@ from pydantic import BaseModel
 
 from mlestar.brain.protocol import Brain, BrainContext, ScoredScript
 from mlestar.config import RunConfig
+from mlestar.core.events import Event, EventType
+from mlestar.core.task import Task
 from mlestar.errors import AllCandidatesFailed, BudgetExhausted, MlestarError
 from mlestar.exec.pool import LocalExecutor, ScriptExecutor
 from mlestar.exec.workspace import build_input_dir
@@ -26,9 +28,8 @@ from mlestar.pipeline import phases
 from mlestar.pipeline.budget import Budget
 from mlestar.pipeline.engine import Engine, RunStopped
 from mlestar.pipeline.split import write_folds
-from mlestar.store import Control, Event, EventType, NodeStatus, RunStatus, RunStore, open_run
+from mlestar.store import Control, NodeStatus, RunStatus, RunStore, open_run
 from mlestar.task import load_task
-from mlestar.task.models import Task
 
 EventListener = Callable[[Event], None]
 ML_PACKAGES = ("sklearn", "lightgbm", "xgboost", "catboost", "torch", "scipy", "pandas", "numpy")

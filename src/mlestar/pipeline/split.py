@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
+from mlestar.core.task import Task, TaskType
 from mlestar.errors import TaskError
-from mlestar.task.models import Task, TaskType
 
 N_FOLDS = 5
 

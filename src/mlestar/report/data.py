@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mlestar.store import Event, EventType, LLMCallRecord, NodeRecord, NodeStatus, RunStatus, RunStore
+from mlestar.core.events import Event, EventType
+from mlestar.core.records import LLMCallRecord
+from mlestar.store import NodeRecord, NodeStatus, RunStatus, RunStore
 
 PHASES: dict[str, str] = {
     "phase1": "Initial solution",

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from mlestar.brain.protocol import SearchResult
+from mlestar.core.records import SearchResult
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from mlestar.brain.protocol import SearchResult
+from mlestar.core.records import SearchResult
 from mlestar.search.base import SearchError
 
 _CONTENT_LIMIT = 6000  # page text kept per result; the retriever's prompt has to stay small

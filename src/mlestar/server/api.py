@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
+from mlestar.core.events import Event
 from mlestar.report.data import Progress
 from mlestar.report.svg import score_chart
 from mlestar.server.auth import require_token
@@ -26,7 +27,6 @@ from mlestar.server.schemas import (
     StartRun,
 )
 from mlestar.server.stream import follow
-from mlestar.store import Event
 
 ERRORS = {
     401: {"model": Problem, "description": "missing or wrong access token"},

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import HTTPException, status
 
+from mlestar.core.events import Event
 from mlestar.errors import RunNotFound
 from mlestar.report.data import (
     ENDING,
@@ -43,7 +44,7 @@ from mlestar.server.schemas import (
     ScriptDetail,
 )
 from mlestar.server.settings import ServerSettings
-from mlestar.store import DB_NAME, Event, RunStatus, RunStore
+from mlestar.store import DB_NAME, RunStatus, RunStore
 
 CODE_LIMIT = 512_000  # characters of a script shown in full
 OUTPUT_LIMIT = 200_000  # tail of stdout / stderr shown

@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from mlestar.core.records import LLMCallRecord
 from mlestar.report.data import AblationFinding, CheckFinding, LLMUsage, PhaseState, TreeRow
 from mlestar.server.paths import RUN_ID_PATTERN
-from mlestar.store import LLMCallRecord
 
 # The store's statuses, plus two the server alone knows: a spawned run that has not created its
 # folder yet, and one whose process died before doing so.

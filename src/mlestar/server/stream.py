@@ -18,8 +18,9 @@ from functools import partial
 from anyio import to_thread
 from starlette.requests import Request
 
+from mlestar.core.events import Event
 from mlestar.server.runs import RunService
-from mlestar.store import Event, RunStore
+from mlestar.store import RunStore
 
 BATCH = 500
 KEEPALIVE_S = 15.0

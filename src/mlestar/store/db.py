@@ -24,9 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mlestar.core.events import Event, EventType
+from mlestar.core.records import LLMCallRecord
 from mlestar.errors import RunNotFound
-from mlestar.store.events import Event, EventType
-from mlestar.store.models import Control, LLMCallRecord, NodeRecord, NodeStatus, RunStatus, RunSummary
+from mlestar.store.models import Control, NodeRecord, NodeStatus, RunStatus, RunSummary
 
 SCHEMA_VERSION = 1
 DB_NAME = "run.sqlite"

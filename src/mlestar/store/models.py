@@ -56,21 +56,6 @@ class NodeRecord(BaseModel):
     info: dict[str, Any] = Field(default_factory=dict)
 
 
-class LLMCallRecord(BaseModel):
-    id: int = 0
-    ts: float = Field(default_factory=time.time)
-    agent: str
-    provider: str
-    model: str
-    request_hash: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float | None = None  # None when the model has no known price
-    latency_s: float = 0.0
-    cached: bool = False
-    error: str | None = None
-
-
 class RunSummary(BaseModel):
     run_id: str
     run_dir: str

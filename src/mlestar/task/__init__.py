@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlestar.task.models import ColumnProfile, DataFile, FileRole, Modality, Task, TaskType
+from mlestar.core.task import ColumnProfile, DataFile, FileRole, Modality, Task, TaskType
 
 if TYPE_CHECKING:
     from mlestar.task.intake import load_task

@@ -22,10 +22,10 @@ from typing import Any
 
 import pandas as pd
 
+from mlestar.core.task import ColumnProfile, DataFile, FileRole, Modality, Task, TaskType
 from mlestar.errors import TaskError
 from mlestar.metrics import Metric, default_metric, get_metric
 from mlestar.task.description import find_metric
-from mlestar.task.models import ColumnProfile, DataFile, FileRole, Modality, Task, TaskType
 from mlestar.task.profile import (
     FULL_READ_BYTES,
     TableSample,

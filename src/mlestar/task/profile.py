@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlestar.core.task import ColumnProfile
 from mlestar.errors import TaskError
-from mlestar.task.models import ColumnProfile
 
 FULL_READ_BYTES = 24 * 2**20  # read exactly below this size
 SAMPLE_BYTES = 8 * 2**20  # head of a larger file used for profiling and the row estimate

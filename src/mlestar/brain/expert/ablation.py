@@ -8,22 +8,20 @@ baseline in exactly one component. Each variant prints ``ABLATION <component>: <
 
 from __future__ import annotations
 
-import re
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlestar.brain.expert.blocks import BLOCK_ORDER, block_body, find_blocks, wrap_block
+from mlestar.brain.expert.blocks import BLOCK_ORDER
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.render import render_block
 from mlestar.brain.expert.sizing import estimated_script_s
 from mlestar.brain.expert.solution import model_spec, resize_models, spec_of
 from mlestar.brain.expert.spec import INFO_KEY, SolutionSpec, attach_state, read_state
 from mlestar.brain.protocol import AblationSummary, ScoredScript, Script
-
-ABLATION_RE = re.compile(r"^ABLATION (?P<name>[A-Za-z0-9_]+): (?P<value>\S+)\s*$", re.MULTILINE)
-SCORE_LABEL = "Final Validation Performance"
+from mlestar.core import contract
+from mlestar.core.contract import block_body, find_blocks, wrap_block
 
 
 @dataclass(frozen=True)
@@ -240,7 +238,7 @@ def write(script: ScoredScript, previous: list[AblationSummary]) -> Script:
             functions.append((component.id, component.text, _rename_score(altered), "validation"))
         else:
             functions.append((component.id, component.text, altered, component.block))
-    runner = ["# === BLOCK: ablation ==="]
+    runner = [contract.begin_marker("ablation")]
     for name, text, altered, block in functions:
         run = "" if block == "validation" else run_part
         body = (altered + "\n" if altered else "") + run + "\nreturn VAL_SCORE\n"
@@ -250,9 +248,9 @@ def write(script: ScoredScript, previous: list[AblationSummary]) -> Script:
         f"for name, run in [{', '.join(f'({n!r}, run_{n})' for n, _, _, _ in functions)}]:\n"
         "    print(f\"--- ablation variant: {name}\")\n"
         "    results[name] = run()\n"
-        "    print(f\"ABLATION {name}: {results[name]:.10g}\")\n"
-        f"print(f\"{SCORE_LABEL}: {{results['baseline']:.10g}}\")\n"
-        "# === END BLOCK: ablation ==="
+        f"    {contract.ablation_print('name', 'results[name]')}\n"
+        + contract.score_print("results['baseline']") + "\n"
+        + contract.end_marker("ablation")
     )
     parts.append("\n\n".join(runner) + "\n")
     state = {
@@ -278,40 +276,27 @@ def _split_run(validation: str) -> tuple[str, str]:
 
 def _rename_score(code: str) -> str:
     """Variants report their score through ``return``; only the runner prints the score line."""
-    return code.replace(SCORE_LABEL, "Variant validation performance")
+    return contract.rename_score_label(code, "Variant validation performance")
 
 
 def _baseline_only(script: Script) -> Script:
     """A script this brain cannot decompose: its ablation is the script itself as the baseline."""
     code = script.code.rstrip("\n") + (
         "\n\n# Only the baseline could be measured for this script.\n"
-        "print(f\"ABLATION baseline: {VAL_SCORE:.10g}\")\n" if "VAL_SCORE" in script.code else "\n"
+        + contract.ablation_print('"baseline"', "VAL_SCORE") + "\n" if "VAL_SCORE" in script.code else "\n"
     )
     state = {"kind": "ablation", "components": {}}
     return Script(code=code, label=f"ablation of {script.label}", info={INFO_KEY: state})
-
-
-def _parse_number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if value == value and abs(value) != float("inf") else None
 
 
 def summarize(ablation: Script, output: str, lower_is_better: bool) -> AblationSummary:
     state: dict[str, Any] = read_state(ablation.code, ablation.info) or {}
     lower = bool(state.get("lower_is_better", lower_is_better))
     described = state.get("components", {})
-    values: dict[str, float] = {}
-    for match in ABLATION_RE.finditer(output):
-        value = _parse_number(match.group("value"))
-        if value is not None:
-            values[match.group("name")] = value
+    values = contract.ablation_results(output)
     baseline = values.pop("baseline", None)
     if baseline is None:
-        score = re.findall(rf"{SCORE_LABEL}\s*:\s*(\S+)", output)
-        baseline = _parse_number(score[-1]) if score else None
+        baseline = contract.parse_score(output)
     if baseline is None:
         return AblationSummary(text="The ablation study produced no baseline score; nothing was learned.",
                                effects={}, baseline_score=None)

@@ -22,8 +22,8 @@ from mlestar.brain.protocol import (
     RefinementPlan,
     ScoredScript,
     Script,
-    SearchResult,
 )
+from mlestar.core.records import SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -108,5 +108,5 @@ class ExpertBrain:
 
 
 def _track(ctx: BrainContext) -> int:
-    """Which parallel track a context belongs to (the pipeline gives track t the seed + 1000 t)."""
-    return max(0, ctx.seed) // 1000
+    """Which parallel track a context belongs to (shared calls count as track 0)."""
+    return ctx.track or 0

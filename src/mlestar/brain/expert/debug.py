@@ -11,12 +11,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mlestar.brain.expert.blocks import find_blocks
 from mlestar.brain.expert.cards import CARDS, fallback_cards
 from mlestar.brain.expert.render import render_block, render_script, spec_state
 from mlestar.brain.expert.solution import model_spec, resize_models, revise, spec_of, unique_key
 from mlestar.brain.expert.spec import SolutionSpec, attach_state, state_kind
 from mlestar.brain.protocol import BrainContext, Script
+from mlestar.core import contract
+from mlestar.core.contract import find_blocks
 
 Fix = Callable[[SolutionSpec, re.Match[str], BrainContext], SolutionSpec | None]
 
@@ -180,14 +181,14 @@ def fix(ctx: BrainContext, script: Script, error: str) -> Script | None:
 
 def _restore_harness(script: Script, spec: SolutionSpec) -> Script:
     """A script missing its score line gets its validation block (and setup) rendered afresh."""
-    if "Final Validation Performance" in script.code:
+    if contract.mentions_score_line(script.code):
         return script
     code = script.code
     for name in ("setup", "validation"):
         current = find_blocks(code).get(name)
         if current is not None:
             code = code.replace(current, render_block(name, spec))
-    if "Final Validation Performance" not in code:
+    if not contract.mentions_score_line(code):
         code = render_script(spec)
     return Script(code=attach_state(code, spec_state(spec)), label=script.label, info=dict(script.info))
 

@@ -8,18 +8,17 @@ every member, so ``write_submission`` flips a single line.
 
 from __future__ import annotations
 
-from mlestar.pyparse import parse_python
-
 import ast
-import re
 import textwrap
 
-from mlestar.brain.expert.blocks import find_blocks, wrap_block
 from mlestar.brain.expert.render import environment, render_block
 from mlestar.brain.expert.sizing import estimated_script_s
 from mlestar.brain.expert.solution import resize_models, spec_of
 from mlestar.brain.expert.spec import INFO_KEY, SolutionSpec, attach_state, strip_state
 from mlestar.brain.protocol import EnsembleAttempt, RefinementPlan, ScoredScript, Script
+from mlestar.core import contract
+from mlestar.core.contract import find_blocks, wrap_block
+from mlestar.core.pyparse import parse_python
 
 METHODS = {
     "mean": "average the solutions' fold-0 and test predictions with equal weights",
@@ -29,8 +28,6 @@ METHODS = {
     "stacking": "stacking: a linear level-2 model on the fold-0 predictions, out-of-fold over 5 inner folds",
 }
 RANK_METRICS = ("roc_auc",)
-_FINAL_LINE = re.compile(r"^FINAL_MODE = (?:False|True)[^\n]*\n", re.MULTILINE)
-SCORE_LABEL = "Final Validation Performance"
 
 
 def _methods_for(spec: SolutionSpec) -> list[str]:
@@ -68,8 +65,8 @@ def _strip_for_wrapping(code: str) -> str:
     if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(getattr(tree.body[0], "value", None), ast.Constant):
         end = tree.body[0].end_lineno or 0
         code = "\n".join(code.split("\n")[end:])
-    code = _FINAL_LINE.sub("", code, count=1)
-    return code.replace(SCORE_LABEL, "Member validation performance").strip("\n") + "\n"
+    code = contract.drop_final_flag(code)
+    return contract.rename_score_label(code, "Member validation performance").strip("\n") + "\n"
 
 
 def wrap_solution(code: str, name: str, classification: bool) -> str:

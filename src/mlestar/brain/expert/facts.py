@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from mlestar.brain.protocol import BrainContext
-from mlestar.task.models import FileRole, Task, TaskType
+from mlestar.core.task import FileRole, Task, TaskType
 
 # At or below this many development rows a script scores every fold out of fold rather than fold 0
 # alone: a fifth of a small table is too few rows to rank solutions, and refinement would chase noise.

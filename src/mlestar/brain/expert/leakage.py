@@ -12,17 +12,16 @@ has been scored, as the script contract allows.
 
 from __future__ import annotations
 
-from mlestar.pyparse import parse_python
-
 import ast
 import re
 from dataclasses import dataclass, field
 
-from mlestar.brain.expert.blocks import find_blocks
 from mlestar.brain.expert.facts import TaskFacts, task_facts
 from mlestar.brain.expert.render import render_block
 from mlestar.brain.expert.solution import spec_of, to_script
 from mlestar.brain.protocol import BrainContext, LeakageReport, Script, replace_block
+from mlestar.core.contract import find_blocks
+from mlestar.core.pyparse import parse_python
 
 FIT_METHODS = {"fit", "fit_transform", "fit_resample", "partial_fit", "fit_predict"}
 # Functions of the expert's own templates that learn from their first argument.

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 from mlestar.brain.expert.cards import CARDS, card_for_name, rank_cards
 from mlestar.brain.expert.facts import task_facts
 from mlestar.brain.expert.render import to_script
 from mlestar.brain.expert.solution import new_spec, resize_models, revise, spec_of, unique_key, with_context
 from mlestar.brain.protocol import BrainContext, ModelCard, ScoredScript, Script
-
-_FINAL_FLAG = re.compile(r"^FINAL_MODE = False\b", re.MULTILINE)
+from mlestar.core import contract
 
 
 def candidate(ctx: BrainContext, card: ModelCard, cap: int | None = None) -> Script:
@@ -46,7 +43,7 @@ def merge(ctx: BrainContext, base: ScoredScript, addition: ScoredScript, cap: in
 
 def final_code(code: str) -> str:
     """The script switched to final mode (train on everything, predict test, write the submission)."""
-    return _FINAL_FLAG.sub("FINAL_MODE = True", code, count=1)
+    return contract.set_final_mode(code)
 
 
 def final_script(script: Script) -> Script:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlestar.brain.expert.blocks import BLOCK_TITLES, REFINABLE, block_name, find_blocks
+from mlestar.brain.expert.blocks import BLOCK_TITLES, REFINABLE
 from mlestar.brain.expert.moves import CATALOGUE, MOVES, Move, applicable
 from mlestar.brain.expert.render import render_block
 from mlestar.brain.expert.solution import block_state, set_block_state, spec_of, to_script
@@ -26,6 +26,7 @@ from mlestar.brain.protocol import (
     Script,
     replace_block,
 )
+from mlestar.core.contract import block_name, find_blocks
 
 # Which block an ablation component speaks about.
 COMPONENT_BLOCKS = {

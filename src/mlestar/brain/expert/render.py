@@ -13,11 +13,13 @@ from typing import Any
 
 import jinja2
 
-from mlestar.brain.expert.blocks import BLOCK_ORDER, wrap_block
+from mlestar.brain.expert.blocks import BLOCK_ORDER
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import TaskFacts
 from mlestar.brain.expert.spec import INFO_KEY, ModelSpec, SolutionSpec, attach_state
 from mlestar.brain.protocol import Script
+from mlestar.core import contract
+from mlestar.core.contract import wrap_block
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -122,6 +124,7 @@ def environment() -> jinja2.Environment:
                 autoescape=False,
             )
             env.filters["py"] = py_literal
+            env.globals.update(contract.template_globals())
             _env = env
         return _env
 
@@ -202,7 +205,7 @@ def docstring(spec: SolutionSpec) -> str:
         f"({'lower' if f.lower_is_better else 'higher'} is better).\n"
         "Written by mlestar's expert policy. Data comes from ./input/; ./input/folds.csv fixes the split\n"
         "(fold 0 is the validation hold-out, dev == 1 the development subsample). The script prints one\n"
-        "'Final Validation Performance' line; with FINAL_MODE = True it also writes ./final/submission.csv.\n"
+        f"'{contract.SCORE_LABEL}' line; with {contract.FINAL_FLAG} = True it also writes ./final/submission.csv.\n"
         '"""\n'
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlestar.brain.expert.blocks import find_blocks, swap_block
+from mlestar.brain.expert.blocks import swap_block
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import TaskFacts, task_facts
 from mlestar.brain.expert.render import render_block, spec_state, to_script
@@ -24,6 +24,7 @@ from mlestar.brain.expert.spec import (
     load_spec,
 )
 from mlestar.brain.protocol import BrainContext, Script
+from mlestar.core.contract import find_blocks
 
 LOG_METRICS = ("rmsle", "msle", "mean_squared_log_error")
 LR_KEYS = ("learning_rate", "eta")

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 from mlestar.brain.llm.knowledge import knowledge_base_cards
 from mlestar.brain.llm.parsing import (
-    SCORE_LINE,
     ParseFailure,
     contract_issues,
     extract_code,
@@ -46,14 +45,15 @@ from mlestar.brain.protocol import (
     RefinementPlan,
     ScoredScript,
     Script,
-    SearchResult,
     replace_block,
 )
+from mlestar.core.contract import SCORE_LABEL
+from mlestar.core.records import SearchResult
+from mlestar.core.task import FileRole
 from mlestar.llm.client import LLMClient
 from mlestar.llm.providers import Message
 from mlestar.llm.settings import LLMSettings
 from mlestar.store.db import RunStore
-from mlestar.task.models import FileRole
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class LLMBrain:
     @staticmethod
     def _failing_script(label: str, why: str) -> Script:
         """A script that fails loudly, for roles that must return one when the model gave no code."""
-        code = f"raise RuntimeError({why!r})\nprint('{SCORE_LINE}: nan')\n"
+        code = f"raise RuntimeError({why!r})\nprint('{SCORE_LABEL}: nan')\n"
         return Script(code=code, label=label, info={"no_code": True})
 
     # -- phase 1 -------------------------------------------------------------------------------
@@ -458,7 +458,7 @@ class LLMBrain:
             new_block = extract_code(answer)
             if new_block is None:
                 raise ParseFailure("it contains no code; give the rewritten block in one ```python block")
-            if SCORE_LINE in new_block and SCORE_LINE not in block and "folds.csv" in new_block:
+            if SCORE_LABEL in new_block and SCORE_LABEL not in block and "folds.csv" in new_block:
                 # The model sent the whole script instead of the block: take it as such.
                 new_code = new_block
             else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from mlestar.brain.protocol import BrainContext, ModelCard
-from mlestar.task.models import TaskType
+from mlestar.core.task import TaskType
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,8 @@ import re
 import textwrap
 from typing import Any
 
-from mlestar.pyparse import literal_eval, parse_python  # noqa: E402  (re-exported)
-
-SCORE_LINE = "Final Validation Performance"
+from mlestar.core.contract import SCORE_LABEL
+from mlestar.core.pyparse import literal_eval, parse_python
 
 _literal_eval = literal_eval
 
@@ -160,8 +159,8 @@ def contract_issues(code: str, *, mode: str, test_file: str | None = None) -> li
         return [f"the script does not parse ({error})"]
     tree = parse_python(code)
     issues = []
-    if SCORE_LINE not in code:
-        issues.append(f"it never prints the line '{SCORE_LINE}: <score>' with the fold-0 validation score")
+    if SCORE_LABEL not in code:
+        issues.append(f"it never prints the line '{SCORE_LABEL}: <score>' with the fold-0 validation score")
     if _exit_calls(tree):
         issues.append("it calls exit()/sys.exit()/quit(); the script must run to its end")
     if _swallowing_handlers(tree):
