@@ -18,6 +18,7 @@ from mlestar.exec.workspace import build_input_dir, prepare_script_dir
 from mlestar.pipeline.split import write_folds
 from mlestar.task import load_task
 from mlestar.core.task import Task
+from mlestar.task.views import input_view
 
 ROUNDS = 60  # boosting rounds / trees cap: keeps every script to a second or two
 
@@ -83,8 +84,8 @@ def build(root: Path, kind: str, *, aux: bool = False, seed: int = 0, timeout_s:
     competition = make_competition(root / "competition", kind, aux=aux)
     task = load_task(competition)
     folds = write_folds(task, root / "data" / "folds.csv", seed=seed)
-    dev = build_input_dir(task, root / "data" / "dev", final=False, folds_csv=folds)
-    final = build_input_dir(task, root / "data" / "final", final=True, folds_csv=folds)
+    dev = build_input_dir(root / "data" / "dev", input_view(task, final=False).links, folds_csv=folds)
+    final = build_input_dir(root / "data" / "final", input_view(task, final=True).links, folds_csv=folds)
     n_dev = int(pd.read_csv(folds)["dev"].sum())
     ctx = BrainContext(task=task, seed=seed, n_dev_rows=n_dev, script_timeout_s=timeout_s, threads=1,
                        available_packages=["sklearn", "lightgbm", "xgboost", "catboost", "numpy", "pandas", "scipy"])

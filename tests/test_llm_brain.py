@@ -18,7 +18,9 @@ from fakes.fixtures import (  # noqa: E402
     Endpoint,
     _openai_server,  # noqa: F401
     answer,
+    bus_of,
     fast_settings,
+    llm_client,
     isolated_env,  # noqa: F401
     openai_fake,  # noqa: F401
     store,  # noqa: F401
@@ -40,7 +42,8 @@ from mlestar.brain.protocol import (
     Script,
 )
 from mlestar.core.records import SearchResult
-from mlestar.llm import LLMClient, usage_summary  # noqa: E402
+from mlestar.llm import usage_summary  # noqa: E402
+from mlestar.settings import Settings  # noqa: E402
 from mlestar.store.db import RunStore  # noqa: E402
 
 BASE = (ANSWERS / "base_script.py").read_text(encoding="utf-8")
@@ -57,7 +60,7 @@ def ctx(competition: Path) -> BrainContext:
 
 
 def brain_for(endpoint: Endpoint, store: RunStore | None = None, **overrides: object) -> LLMBrain:
-    return LLMBrain(LLMClient(fast_settings(endpoint.url, **overrides), store))
+    return LLMBrain(llm_client(fast_settings(endpoint.url, **overrides), store))
 
 
 def last_user_message(endpoint: Endpoint) -> str:
@@ -143,7 +146,7 @@ def test_missing_score_line_is_asked_again_then_left_to_fail(
     # visibly ("no score") instead of the pipeline getting a silent zero.
     openai_fake.fake.reset()
     openai_fake.fake.queue(*[answer("missing_score.md")] * 2)
-    script = brain_for(openai_fake, max_reasks=1).write_candidate(ctx, ModelCard(name="Random forest"))
+    script = brain_for(openai_fake, llm_max_reasks=1).write_candidate(ctx, ModelCard(name="Random forest"))
     assert openai_fake.fake.count == 2
     ran = run_script(script.code, ctx.task, tmp_path / "run")
     assert ran.returncode == 0 and ran.score is None and "AUC:" in ran.stdout
@@ -298,7 +301,7 @@ def test_whole_run_of_the_agents_with_the_scripted_model(
     """
     competition = make_competition(tmp_path / "toy-regression", kind="regression")
     ctx = make_context(make_task(competition, kind="regression"))
-    brain = LLMBrain.from_settings(fast_settings(openai_fake.url), store)
+    brain = LLMBrain.from_settings(fast_settings(openai_fake.url), store, bus_of(store))
     summary = brain.summarize_task(ctx)
     assert "regression" in summary and brain.search_queries(ctx, summary)
     cards = brain.retrieve_models(ctx, summary, [], 2)
@@ -361,7 +364,7 @@ def test_whole_run_of_the_agents_with_the_scripted_model(
     # Replaying the run from its cache gives the same scripts without a single request.
     count = openai_fake.fake.count
     replay = LLMBrain.from_settings(
-        fast_settings(openai_fake.url, cache_mode="replay"), RunStore(store.run_dir)
+        fast_settings(openai_fake.url, llm_cache_mode="replay"), RunStore(store.run_dir)
     )
     assert replay.write_candidate(ctx, cards[0]).code == candidates[0].script.code
     assert openai_fake.fake.count == count

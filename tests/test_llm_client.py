@@ -16,7 +16,9 @@ from fakes.fixtures import (  # noqa: E402
     _anthropic_server,  # noqa: F401
     _openai_server,  # noqa: F401
     anthropic_fake,  # noqa: F401
+    bus_of,
     fast_settings,
+    llm_client,
     isolated_env,  # noqa: F401
     openai_fake,  # noqa: F401
     store,  # noqa: F401
@@ -31,7 +33,6 @@ from mlestar.llm import (  # noqa: E402
     CacheMiss,
     LLMClient,
     LLMError,
-    LLMSettings,
     MissingAPIKey,
     ModelNotFound,
     RetriesExhausted,
@@ -40,6 +41,7 @@ from mlestar.llm import (  # noqa: E402
     usage_summary,
 )
 from mlestar.llm.prices import PriceTable  # noqa: E402
+from mlestar.settings import Settings  # noqa: E402
 from mlestar.store.db import RunStore  # noqa: E402
 from mlestar.core.events import EventType  # noqa: E402
 
@@ -54,7 +56,7 @@ def ask(text: str) -> list[dict[str, str]]:
 def test_429_then_success_respects_retry_after(openai_fake: Endpoint, store: RunStore) -> None:
     openai_fake.fake.queue(error(429, "Rate limit reached", **{"Retry-After": "7"}), "hello!")
     sleeps: list[float] = []
-    client = LLMClient(fast_settings(openai_fake.url, backoff_max_s=30), store, sleep=sleeps.append)
+    client = llm_client(fast_settings(openai_fake.url, llm_backoff_max_s=30), store, sleep=sleeps.append)
     response = client.complete(HELLO, agent="summarizer")
     assert response.text == "hello!"
     assert openai_fake.fake.count == 2
@@ -65,7 +67,7 @@ def test_429_then_success_respects_retry_after(openai_fake: Endpoint, store: Run
 
 def test_500_storm_exhausts_retries_with_one_line_error(openai_fake: Endpoint, store: RunStore) -> None:
     openai_fake.fake.queue(*[error(500, "The server had an error while processing your request.")] * 5)
-    client = LLMClient(fast_settings(openai_fake.url, max_retries=2), store)
+    client = llm_client(fast_settings(openai_fake.url, llm_max_retries=2), store)
     started = time.monotonic()
     with pytest.raises(RetriesExhausted) as info:
         client.complete(HELLO, agent="coder")
@@ -81,8 +83,8 @@ def test_500_storm_exhausts_retries_with_one_line_error(openai_fake: Endpoint, s
 def test_backoff_grows_exponentially_without_retry_after(openai_fake: Endpoint) -> None:
     openai_fake.fake.queue(error(503), error(502), "ok")
     sleeps: list[float] = []
-    client = LLMClient(
-        fast_settings(openai_fake.url, backoff_base_s=1.0, backoff_max_s=60), None, sleep=sleeps.append
+    client = llm_client(
+        fast_settings(openai_fake.url, llm_backoff_base_s=1.0, llm_backoff_max_s=60), None, sleep=sleeps.append
     )
     assert client.complete(HELLO).text == "ok"
     assert len(sleeps) == 2 and 1.0 <= sleeps[0] <= 1.1 and 2.0 <= sleeps[1] <= 2.2
@@ -95,7 +97,7 @@ def test_bad_key_is_one_line_and_never_echoes_the_key(
     secret = "sk-wrong-0123456789abcdef"
     openai_fake.fake.api_key = "sk-right"
     monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", secret)
-    client = LLMClient(fast_settings(openai_fake.url), store)
+    client = llm_client(fast_settings(openai_fake.url), store)
     with pytest.raises(AuthenticationFailed) as info:
         client.complete(HELLO)
     message = str(info.value)
@@ -106,7 +108,7 @@ def test_bad_key_is_one_line_and_never_echoes_the_key(
 
 def test_unknown_model(openai_fake: Endpoint) -> None:
     openai_fake.fake.models = {"fake"}
-    client = LLMClient(fast_settings(openai_fake.url, spec="openai-compatible:no-such-model"))
+    client = llm_client(fast_settings(openai_fake.url, spec="openai-compatible:no-such-model"))
     with pytest.raises(ModelNotFound, match=r"'no-such-model' not found .*404"):
         client.complete(HELLO)
     assert openai_fake.fake.count == 1
@@ -114,7 +116,7 @@ def test_unknown_model(openai_fake: Endpoint) -> None:
 
 def test_unreachable_server_fails_fast() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    client = LLMClient(fast_settings(url, max_retries=3, backoff_base_s=1.0))
+    client = llm_client(fast_settings(url, llm_max_retries=3, llm_backoff_base_s=1.0))
     started = time.monotonic()
     with pytest.raises(ServerUnreachable, match="connection refused") as info:
         client.complete(HELLO)
@@ -123,13 +125,13 @@ def test_unreachable_server_fails_fast() -> None:
 
 
 def test_missing_key_names_the_variable() -> None:
-    settings = LLMSettings(spec="openai:gpt-4.1")
+    settings = Settings(llm="openai:gpt-4.1")
     with pytest.raises(MissingAPIKey, match="OPENAI_API_KEY"):
         LLMBrain.from_settings(settings)  # preflight: fails at start, not mid-run
     with pytest.raises(MissingAPIKey, match="ANTHROPIC_API_KEY"):
-        LLMClient(LLMSettings(spec="anthropic:claude-sonnet-4-5")).preflight()
+        LLMClient(Settings(llm="anthropic:claude-sonnet-4-5")).preflight()
     with pytest.raises(ConfigError, match="base URL"):
-        LLMClient(LLMSettings(spec="openai-compatible:x")).preflight()
+        LLMClient(Settings(llm="openai-compatible:x")).preflight()
 
 
 def test_key_from_dotenv_does_not_enter_the_environment(
@@ -139,7 +141,7 @@ def test_key_from_dotenv_does_not_enter_the_environment(
 
     (isolated_env / ".env").write_text("OPENAI_API_KEY=sk-from-dotenv\n", encoding="utf-8")
     openai_fake.fake.api_key = "sk-from-dotenv"
-    client = LLMClient(fast_settings(openai_fake.url, spec="openai:gpt-4.1"))
+    client = llm_client(fast_settings(openai_fake.url, spec="openai:gpt-4.1"))
     assert client.complete(HELLO).text
     assert "OPENAI_API_KEY" not in os.environ  # scripts inherit os.environ; the key must not be there
     assert openai_fake.fake.requests[-1]["_headers"]["authorization"] == "Bearer sk-from-dotenv"
@@ -149,7 +151,7 @@ def test_bad_request_detail_is_redacted(openai_fake: Endpoint, monkeypatch: pyte
     secret = "sk-live-abcdefghijklmnop"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     openai_fake.fake.queue(error(400, f"Invalid parameter for key {secret}: max_tokens too large"))
-    client = LLMClient(fast_settings(openai_fake.url, spec="openai:gpt-4.1"))
+    client = llm_client(fast_settings(openai_fake.url, spec="openai:gpt-4.1"))
     with pytest.raises(LLMError) as info:
         client.complete(HELLO)
     assert "400" in str(info.value) and secret not in str(info.value) and "***" in str(info.value)
@@ -162,7 +164,7 @@ def test_no_key_in_the_run_store(
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     openai_fake.fake.api_key = secret
     settings = fast_settings(openai_fake.url, spec="openai:gpt-4.1")
-    client = LLMClient(settings, store)
+    client = llm_client(settings, store)
     client.complete(HELLO, agent="summarizer")
     client.complete(HELLO, agent="summarizer")  # cached
     openai_fake.fake.queue(error(400, f"bad request from {secret}"), *[error(500, f"boom {secret}")] * 3)
@@ -171,8 +173,8 @@ def test_no_key_in_the_run_store(
             client.complete(messages, agent="coder")
     monkeypatch.setenv("OPENAI_API_KEY", secret + "-wrong")
     with pytest.raises(AuthenticationFailed):
-        LLMClient(settings, store).complete(ask("three"))
-    store.set_meta("llm", settings.public_dict())
+        llm_client(settings, store).complete(ask("three"))
+    store.set_meta("config", settings.run_values())
     store.close()
     for path in store.run_dir.rglob("*"):
         if path.is_file():
@@ -188,7 +190,7 @@ def test_anthropic_messages_usage_and_retry(
     anthropic_fake.fake.queue(
         Reply(status=529, error_message="Overloaded"), Reply(text="Hi there.", usage=(1000, 100))
     )
-    client = LLMClient(fast_settings(anthropic_fake.url + "/v1", spec="anthropic:claude-sonnet-4-5"), store)
+    client = llm_client(fast_settings(anthropic_fake.url + "/v1", spec="anthropic:claude-sonnet-4-5"), store)
     response = client.complete(HELLO, agent="planner")
     assert response.text == "Hi there."
     assert (response.prompt_tokens, response.completion_tokens) == (1000, 100)
@@ -202,17 +204,17 @@ def test_anthropic_messages_usage_and_retry(
     )
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-wrong")
     with pytest.raises(AuthenticationFailed, match="ANTHROPIC_API_KEY"):
-        LLMClient(fast_settings(anthropic_fake.url, spec="anthropic:claude-sonnet-4-5")).complete(ask("x"))
+        llm_client(fast_settings(anthropic_fake.url, spec="anthropic:claude-sonnet-4-5")).complete(ask("x"))
 
 
 def test_openai_reasoning_models_get_their_parameters(
     openai_fake: Endpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
-    LLMClient(fast_settings(openai_fake.url, spec="openai:o3")).complete(HELLO, max_tokens=100)
+    llm_client(fast_settings(openai_fake.url, spec="openai:o3")).complete(HELLO, max_tokens=100)
     body = openai_fake.fake.requests[-1]
     assert body["max_completion_tokens"] == 100 and "temperature" not in body and "max_tokens" not in body
-    LLMClient(fast_settings(openai_fake.url, spec="openai:gpt-4.1")).complete(
+    llm_client(fast_settings(openai_fake.url, spec="openai:gpt-4.1")).complete(
         HELLO, max_tokens=100, temperature=0.2
     )
     body = openai_fake.fake.requests[-1]
@@ -230,7 +232,7 @@ def test_cost_accounting_adds_up_per_agent_and_run(
         Reply("c", usage=(400, 400)),
         Reply("d" * 400, usage=None),
     )
-    client = LLMClient(fast_settings(openai_fake.url, spec="openai:gpt-4.1"), store)
+    client = llm_client(fast_settings(openai_fake.url, spec="openai:gpt-4.1"), store)
     client.complete(ask("1"), agent="coder")
     client.complete(ask("2"), agent="coder")
     client.complete(ask("3"), agent="planner")
@@ -264,17 +266,17 @@ def test_unknown_model_counts_tokens_only_and_price_file_extends(
     openai_fake: Endpoint, store: RunStore, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     openai_fake.fake.queue(Reply("a", usage=(100, 50)), Reply("b", usage=(1_000_000, 1_000_000)))
-    LLMClient(fast_settings(openai_fake.url), store).complete(ask("1"))
+    llm_client(fast_settings(openai_fake.url), store).complete(ask("1"))
     prices = isolated_env / "prices.yaml"
     prices.write_text("fake: {input: 0.5, output: 1.5}\ngpt-4.1: [1, 2]\n", encoding="utf-8")
     monkeypatch.setenv("MLESTAR_PRICES", str(prices))
-    response = LLMClient(fast_settings(openai_fake.url), store).complete(ask("2"))
+    response = llm_client(fast_settings(openai_fake.url), store).complete(ask("2"))
     assert response.cost_usd == pytest.approx(2.0)
     first, second = store.llm_calls()
     assert first.cost_usd is None and first.prompt_tokens == 100
     summary = usage_summary(store)
     assert summary.total.unpriced_calls == 1 and summary.total.cost_usd == pytest.approx(2.0)
-    table = PriceTable.load()
+    table = PriceTable.load(Settings.load().prices)
     assert table.lookup(parse_spec("openai:gpt-4.1")).input == 1.0  # user prices override built-ins
     assert table.lookup(parse_spec("openai:gpt-4o-2024-08-06")).input == 2.5  # dated snapshot -> base price
     assert table.lookup(parse_spec("openai:gpt-4o-mini")).input == 0.15
@@ -288,7 +290,7 @@ def test_budget_stops_before_the_call(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     openai_fake.fake.queue(Reply("first", usage=(1000, 500)))  # $0.006 with gpt-4.1
     settings = fast_settings(openai_fake.url, spec="openai:gpt-4.1", budget_usd=0.005)
-    client = LLMClient(settings, store)
+    client = llm_client(settings, store)
     client.complete(ask("1"), agent="coder")
     with pytest.raises(BudgetExhausted, match=r"\$0\.0060 of \$0\.0050"):
         client.complete(ask("2"), agent="coder")
@@ -297,13 +299,13 @@ def test_budget_stops_before_the_call(
     assert len(store.events(types=[EventType.BUDGET])) == 1
     # A resumed run remembers what it spent.
     with pytest.raises(BudgetExhausted):
-        LLMClient(settings, RunStore(store.run_dir)).complete(ask("3"))
+        llm_client(settings, RunStore(store.run_dir)).complete(ask("3"))
     assert openai_fake.fake.count == 1
 
 
 def test_token_budget(openai_fake: Endpoint) -> None:
     openai_fake.fake.queue(Reply("a", usage=(60, 50)))
-    client = LLMClient(fast_settings(openai_fake.url, budget_tokens=100, budget_reserve_share=0.0))
+    client = llm_client(fast_settings(openai_fake.url, budget_tokens=100, budget_reserve_share=0.0))
     client.complete(ask("1"))
     with pytest.raises(BudgetExhausted, match="110 of 100 tokens"):
         client.complete(ask("2"))
@@ -312,7 +314,7 @@ def test_token_budget(openai_fake: Endpoint) -> None:
 def test_budget_reserve_lets_the_submission_be_written(openai_fake: Endpoint, store: RunStore) -> None:
     openai_fake.fake.queue(Reply("a", usage=(800, 50)), Reply("b", usage=(100, 100)))
     settings = fast_settings(openai_fake.url, budget_tokens=1000, budget_reserve_share=0.2)
-    client = LLMClient(settings, store)
+    client = llm_client(settings, store)
     client.complete(ask("1"), agent="coder")  # 850 tokens: past the 800 ordinary calls may use
     with pytest.raises(BudgetExhausted, match="kept for the submission"):
         client.complete(ask("2"), agent="coder")
@@ -325,7 +327,7 @@ def test_budget_reserve_lets_the_submission_be_written(openai_fake: Endpoint, st
 
 # -- cache and replay ------------------------------------------------------------------------------
 def test_repeated_request_is_served_from_the_cache(openai_fake: Endpoint, store: RunStore) -> None:
-    client = LLMClient(fast_settings(openai_fake.url), store)
+    client = llm_client(fast_settings(openai_fake.url), store)
     first = client.complete(HELLO, agent="summarizer")
     second = client.complete(HELLO, agent="summarizer")
     assert openai_fake.fake.count == 1  # no second HTTP request
@@ -336,14 +338,14 @@ def test_repeated_request_is_served_from_the_cache(openai_fake: Endpoint, store:
 
 
 def test_resumed_run_replays_without_the_server(openai_fake: Endpoint, store: RunStore) -> None:
-    answers = [LLMClient(fast_settings(openai_fake.url), store).complete(ask(str(i))).text for i in range(3)]
+    answers = [llm_client(fast_settings(openai_fake.url), store).complete(ask(str(i))).text for i in range(3)]
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    replay = LLMClient(fast_settings(dead, cache_mode="replay"), RunStore(store.run_dir))
+    replay = llm_client(fast_settings(dead, llm_cache_mode="replay"), RunStore(store.run_dir))
     assert [replay.complete(ask(str(i))).text for i in range(3)] == answers
     with pytest.raises(CacheMiss, match="replay mode"):
         replay.complete(ask("new"))
     # Resume in normal mode: finished calls are free, only new ones go out.
-    resumed = LLMClient(fast_settings(openai_fake.url), RunStore(store.run_dir))
+    resumed = llm_client(fast_settings(openai_fake.url), RunStore(store.run_dir))
     before = openai_fake.fake.count
     assert resumed.complete(ask("0")).cached and openai_fake.fake.count == before
 
@@ -352,14 +354,14 @@ def test_cross_run_cache_file(openai_fake: Endpoint, tmp_path: Path) -> None:
     shared = tmp_path / "cache" / "llm.sqlite"
     one = RunStore.create(tmp_path / "runs" / "a")
     two = RunStore.create(tmp_path / "runs" / "b")
-    text = LLMClient(fast_settings(openai_fake.url, cache_file=shared), one).complete(HELLO).text
-    again = LLMClient(fast_settings(openai_fake.url, cache_file=shared), two).complete(HELLO)
+    text = llm_client(fast_settings(openai_fake.url, llm_cache_file=shared), one).complete(HELLO).text
+    again = llm_client(fast_settings(openai_fake.url, llm_cache_file=shared), two).complete(HELLO)
     assert again.cached and again.text == text and openai_fake.fake.count == 1
     assert two.cache_get(again.request_hash) is not None  # copied into the run for its own replays
 
 
 def test_seed_salt_separates_tracks(openai_fake: Endpoint, store: RunStore) -> None:
-    client = LLMClient(fast_settings(openai_fake.url), store)
+    client = llm_client(fast_settings(openai_fake.url), store)
     client.complete(HELLO, salt="seed=0")
     client.complete(HELLO, salt="seed=1")
     client.complete(HELLO, salt="seed=0")
@@ -377,27 +379,29 @@ def test_specs_and_agent_overrides(openai_fake: Endpoint, monkeypatch: pytest.Mo
     assert parse_spec("gemini:gemini-2.5-pro").info.base_url.startswith(
         "https://generativelanguage.googleapis.com"
     )
-    for bad in ("gpt-4.1", "nope:model", "openai:"):
+    for bad in ("gpt-4.1", "openai:"):
         with pytest.raises(ConfigError):
-            LLMSettings(spec=bad)
+            Settings.load(llm=bad)
+    with pytest.raises(ConfigError, match="unknown LLM provider"):
+        LLMClient(Settings.load(llm="nope:model")).preflight()
     monkeypatch.setenv("MLESTAR_LLM", "vllm:my-model")
-    monkeypatch.setenv("MLESTAR_LLM_BUDGET_USD", "2.5")
+    monkeypatch.setenv("MLESTAR_BUDGET_USD", "2.5")
     monkeypatch.setenv("MLESTAR_LLM_AGENT_MODELS", '{"coder": "openai-compatible:big"}')
-    settings = LLMSettings()
-    assert (settings.spec, settings.budget_usd, settings.spec_for("coder")) == (
+    settings = Settings.load()
+    assert (settings.llm, settings.budget_usd, settings.llm_spec_for("coder")) == (
         "vllm:my-model",
         2.5,
         "openai-compatible:big",
     )
 
-    client = LLMClient(fast_settings(openai_fake.url, agent_models={"coder": "openai-compatible:big"}))
+    client = llm_client(fast_settings(openai_fake.url, llm_agent_models={"coder": "openai-compatible:big"}))
     client.complete(ask("a"), agent="coder")
     client.complete(ask("a"), agent="planner")
     assert [r["model"] for r in openai_fake.fake.requests] == ["big", "fake"]
 
 
 def test_parallel_calls_are_all_recorded(openai_fake: Endpoint, store: RunStore) -> None:
-    client = LLMClient(fast_settings(openai_fake.url), store)
+    client = llm_client(fast_settings(openai_fake.url), store)
     errors: list[BaseException] = []
 
     def work(i: int) -> None:
@@ -417,15 +421,19 @@ def test_parallel_calls_are_all_recorded(openai_fake: Endpoint, store: RunStore)
 
 
 def test_events_carry_the_pipeline_context_and_models_are_listed(openai_fake: Endpoint, store: RunStore) -> None:
-    from mlestar.llm import call_context
-
-    client = LLMClient(fast_settings(openai_fake.url), store)
-    with call_context(phase="phase2", track=1, node_id=7):
+    bus = bus_of(store)
+    assert bus is not None
+    seen: list[EventType] = []
+    bus.subscribe(lambda event: seen.append(event.type))
+    client = LLMClient(fast_settings(openai_fake.url), store, bus)
+    with bus.scope(phase="phase2", track=1, node_id=7, step="p2/t1/o0/ablation/code#abc"):
         client.complete(ask("inside"), agent="coder")
     client.complete(ask("outside"), agent="coder")
     inside, outside = store.events(types=[EventType.LLM_CALL])
     assert (inside.phase, inside.track, inside.node_id) == ("phase2", 1, 7)
+    assert inside.data["step"] == "p2/t1/o0/ablation/code#abc"
     assert (outside.phase, outside.track) == (None, None)
+    assert seen == [EventType.LLM_CALL, EventType.LLM_CALL]  # subscribers see what the store records
 
     import openai
 

@@ -157,7 +157,7 @@ def test_every_candidate_failing_ends_with_one_line_error(
         assert store.status == RunStatus.FAILED
         assert store.events(types=[EventType.RUN_FAILED])
     run_module = sys.modules["mlestar.pipeline.run"]  # the package re-exports a function named run
-    monkeypatch.setattr(run_module, "make_brain", lambda config, store: AlwaysBroken())
+    monkeypatch.setattr(run_module, "make_brain", lambda settings, store=None, bus=None: AlwaysBroken())
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["run", str(tiny_binary), "--runs-dir", str(tmp_path / "runs"), "-M", "2", "-L", "1"])
     assert exit_info.value.code == 3

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from mlestar.errors import MlestarError
-from mlestar.exec import ExecLimits, LocalExecutor, ScriptExecutor
+from mlestar.exec import ExecLimits, Executor, LocalExecutor, ScriptJob
 from mlestar.exec.sandbox import RC_CANCELLED
 
 pytestmark = pytest.mark.timeout(60)
@@ -39,8 +39,8 @@ def test_scripts_run_concurrently(tmp_path: Path) -> None:
     folders = [script_dir(tmp_path, f"s{i}", code) for i in range(count)]
     started = time.monotonic()
     with LocalExecutor(workers=count) as executor:
-        assert isinstance(executor, ScriptExecutor)
-        futures = [executor.submit(folder, ExecLimits(timeout_s=20)) for folder in folders]
+        assert isinstance(executor, Executor)
+        futures = [executor.submit(ScriptJob(workdir=folder, limits=ExecLimits(timeout_s=20))) for folder in folders]
         results = [future.result(timeout=30) for future in futures]
     elapsed = time.monotonic() - started
     assert all(result.ok and result.score == 1 for result in results)
@@ -53,7 +53,7 @@ def test_workers_bound_the_concurrency(tmp_path: Path) -> None:
     folders = [script_dir(tmp_path, f"s{i}", code) for i in range(2)]
     started = time.monotonic()
     with LocalExecutor(workers=1) as executor:
-        for future in [executor.submit(folder, ExecLimits(timeout_s=20)) for folder in folders]:
+        for future in [executor.submit(ScriptJob(workdir=folder, limits=ExecLimits(timeout_s=20))) for folder in folders]:
             assert future.result(timeout=30).ok
     assert time.monotonic() - started >= 1.6
 
@@ -62,7 +62,7 @@ def test_submit_passes_options_through(tmp_path: Path) -> None:
     code = "import os\nprint('Final Validation Performance:', os.environ['MY_FLAG'])\n"
     folder = script_dir(tmp_path, "s", code)
     with LocalExecutor(workers=1) as executor:
-        result = executor.submit(folder, ExecLimits(timeout_s=20), extra_env={"MY_FLAG": "7"}).result(30)
+        result = executor.submit(ScriptJob(workdir=folder, limits=ExecLimits(timeout_s=20), extra_env={"MY_FLAG": "7"})).result(30)
     assert result.score == 7
 
 
@@ -75,7 +75,7 @@ def test_cancel_all_kills_running_and_drops_queued(tmp_path: Path) -> None:
     )
     folders = [script_dir(tmp_path, f"s{i}", code) for i in range(3)]
     executor = LocalExecutor(workers=2)
-    futures = [executor.submit(folder, ExecLimits(timeout_s=60)) for folder in folders]
+    futures = [executor.submit(ScriptJob(workdir=folder, limits=ExecLimits(timeout_s=60))) for folder in folders]
     deadline = time.monotonic() + 20
     while len(marked_processes(marker)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -94,17 +94,17 @@ def test_cancel_all_kills_running_and_drops_queued(tmp_path: Path) -> None:
 
     # The executor stays usable after a cancel.
     folder = script_dir(tmp_path, "after", "print('Final Validation Performance: 3')\n")
-    assert executor.submit(folder, ExecLimits(timeout_s=20)).result(30).score == 3
+    assert executor.submit(ScriptJob(workdir=folder, limits=ExecLimits(timeout_s=20))).result(30).score == 3
     executor.shutdown()
     with pytest.raises(RuntimeError):
-        executor.submit(folder, ExecLimits())
+        executor.submit(ScriptJob(workdir=folder, limits=ExecLimits()))
 
 
 def test_leaving_the_context_on_an_error_cancels(tmp_path: Path) -> None:
     folder = script_dir(tmp_path, "s", "import time\ntime.sleep(1000)\n")
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt), LocalExecutor(workers=1) as executor:
-        future = executor.submit(folder, ExecLimits(timeout_s=60))
+        future = executor.submit(ScriptJob(workdir=folder, limits=ExecLimits(timeout_s=60)))
         time.sleep(0.3)
         raise KeyboardInterrupt
     assert future.result(timeout=5).cancelled
@@ -127,6 +127,6 @@ def test_ray_executor_runs_a_script(tmp_path: Path) -> None:
     folder = script_dir(tmp_path, "s", "print('Final Validation Performance: 4')\n")
     executor = RayExecutor(num_cpus=2, include_dashboard=False)
     try:
-        assert executor.submit(folder, ExecLimits(timeout_s=60, memory_mb=512)).result(120).score == 4
+        assert executor.submit(ScriptJob(workdir=folder, limits=ExecLimits(timeout_s=60, memory_mb=512))).result(120).score == 4
     finally:
         executor.shutdown()

@@ -17,6 +17,7 @@ from mlestar.store import NodeRecord, NodeStatus, RunStatus, RunStore
 
 sys.path.insert(0, str(Path(__file__).parent))  # no tests/__init__.py: helpers import by name
 from test_server_support import RUN_ID, FakeRun, build_finished_run
+from recording import publish
 
 EXTERNAL = re.compile(r"https?://|(?:src|href|action)\s*=\s*[\"']?//|url\(\s*[\"']?//|//cdn", re.IGNORECASE)
 
@@ -83,7 +84,7 @@ def test_report_escapes_whatever_the_run_wrote(tmp_path: Path) -> None:
         info={"plan": evil},
         code=f"print('{evil}')\nprint('Final Validation Performance: 0.5')\n",
     )
-    run.store.emit(
+    publish(run.store, 
         EventType.ABLATION, evil, phase="phase2", track=0, data={"summary": evil, "effects": {evil: 0.1}}
     )
     run.finish()
@@ -96,7 +97,7 @@ def test_report_of_a_run_that_has_not_done_anything(tmp_path: Path) -> None:
     store = RunStore.create(
         tmp_path / "empty", meta={"task": {"name": "x", "metric": "rmse", "lower_is_better": True}}
     )
-    store.emit(
+    publish(store, 
         EventType.STEP_FINISHED, "ensembling skipped: fewer than two distinct solutions", phase="phase3"
     )
     store.close()

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from mlestar.server import ServerSettings, create_app
+from mlestar.server import ServerOptions, create_app
 from mlestar.server.paths import inside, valid_run_id
 from mlestar.store import Control, RunStatus, RunStore
 from mlestar.core.events import EventType
 
 sys.path.insert(0, str(Path(__file__).parent))  # no tests/__init__.py: helpers import by name
 from test_server_support import RUN_ID, FakeRun, build_finished_run, recorded_calls, write_fake_python
+from recording import publish
 
 BASE = "http://127.0.0.1:8000"
 
@@ -44,7 +45,7 @@ def runs_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def client(runs_dir: Path, fake_python: Path) -> TestClient:
-    settings = ServerSettings(runs_dir=runs_dir, python=str(fake_python), poll_interval_s=0.05)
+    settings = ServerOptions(runs_dir=runs_dir, python=str(fake_python), poll_interval_s=0.05)
     return TestClient(create_app(settings), base_url=BASE)
 
 
@@ -363,7 +364,7 @@ def test_pause_resume_stop_a_live_run(client: TestClient, runs_dir: Path, tmp_pa
     assert calls(tmp_path) == []  # nothing spawned for a live run
 
     run.store.set_status(RunStatus.STOPPED)
-    run.store.emit(EventType.RUN_STOPPED, "stopped")
+    publish(run.store, EventType.RUN_STOPPED, "stopped")
     assert client.post(f"{base}/stop").json()["action"] == "none"
     assert client.post(f"{base}/pause").status_code == 409
     spawned = client.post(f"{base}/resume").json()

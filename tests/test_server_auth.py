@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mlestar.errors import ConfigError
-from mlestar.server import ServerSettings, create_app
-from mlestar.server.settings import is_loopback
+from mlestar.server import ServerOptions, create_app
+from mlestar.server.options import is_loopback
 
 sys.path.insert(0, str(Path(__file__).parent))  # no tests/__init__.py: helpers import by name
 from test_server_support import RUN_ID, build_finished_run, free_port
@@ -31,7 +31,7 @@ def runs_dir(tmp_path: Path) -> Path:
 @pytest.fixture()
 def exposed(runs_dir: Path) -> TestClient:
     """The app as `mlestar serve --host 0.0.0.0` builds it, with MLESTAR_TOKEN set."""
-    settings = ServerSettings(runs_dir=runs_dir, host="0.0.0.0", token=TOKEN, python="/bin/false")
+    settings = ServerOptions(runs_dir=runs_dir, host="0.0.0.0", token=TOKEN, python="/bin/false")
     return TestClient(create_app(settings), base_url="http://192.0.2.10:8000")
 
 
@@ -85,12 +85,12 @@ def test_page_and_assets_load_without_token_but_hold_no_data(exposed: TestClient
 def test_exposed_server_refuses_to_start_without_token(runs_dir: Path) -> None:
     for host in ("0.0.0.0", "::", "192.168.1.5", "my-host.example"):
         with pytest.raises(ConfigError, match="MLESTAR_TOKEN"):
-            create_app(ServerSettings(runs_dir=runs_dir, host=host))
+            create_app(ServerOptions(runs_dir=runs_dir, host=host))
     with pytest.raises(ConfigError, match="too short"):
-        create_app(ServerSettings(runs_dir=runs_dir, host="0.0.0.0", token="abc"))
+        create_app(ServerOptions(runs_dir=runs_dir, host="0.0.0.0", token="abc"))
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         assert is_loopback(host)
-        create_app(ServerSettings(runs_dir=runs_dir, host=host))
+        create_app(ServerOptions(runs_dir=runs_dir, host=host))
 
 
 def test_cli_refuses_exposed_address_without_token(tmp_path: Path) -> None:
@@ -105,7 +105,7 @@ def test_cli_refuses_exposed_address_without_token(tmp_path: Path) -> None:
             "0.0.0.0",
             "--port",
             "1",
-            "--runs",
+            "--runs-dir",
             str(tmp_path),
         ],
         capture_output=True,
@@ -119,7 +119,7 @@ def test_cli_refuses_exposed_address_without_token(tmp_path: Path) -> None:
 
 
 def test_local_server_without_token_is_open_to_loopback_only(runs_dir: Path) -> None:
-    app = create_app(ServerSettings(runs_dir=runs_dir))
+    app = create_app(ServerOptions(runs_dir=runs_dir))
     local = TestClient(app, base_url="http://127.0.0.1:8000")
     assert local.get("/api/runs").status_code == 200
     assert TestClient(app, base_url="http://localhost:8000").get("/api/runs").status_code == 200
@@ -128,7 +128,7 @@ def test_local_server_without_token_is_open_to_loopback_only(runs_dir: Path) -> 
 
 
 def test_cross_site_writes_are_refused(runs_dir: Path) -> None:
-    local = TestClient(create_app(ServerSettings(runs_dir=runs_dir)), base_url="http://127.0.0.1:8000")
+    local = TestClient(create_app(ServerOptions(runs_dir=runs_dir)), base_url="http://127.0.0.1:8000")
     stop = f"/api/runs/{RUN_ID}/stop"
     assert local.post(stop, headers={"Origin": "http://evil.example"}).status_code == 403
     assert local.post(stop, headers={"Origin": "null"}).status_code == 403
@@ -138,14 +138,14 @@ def test_cross_site_writes_are_refused(runs_dir: Path) -> None:
 
 
 def test_security_headers(runs_dir: Path) -> None:
-    local = TestClient(create_app(ServerSettings(runs_dir=runs_dir)), base_url="http://127.0.0.1:8000")
+    local = TestClient(create_app(ServerOptions(runs_dir=runs_dir)), base_url="http://127.0.0.1:8000")
     headers = local.get("/").headers
     assert "default-src 'self'" in headers["content-security-policy"]
     assert headers["referrer-policy"] == "no-referrer" and headers["x-frame-options"] == "DENY"
 
 
 def test_a_token_set_on_localhost_is_enforced(runs_dir: Path) -> None:
-    app = create_app(ServerSettings(runs_dir=runs_dir, token=TOKEN))
+    app = create_app(ServerOptions(runs_dir=runs_dir, token=TOKEN))
     client = TestClient(app, base_url="http://127.0.0.1:8000")
     assert client.get("/api/runs").status_code == 401
     assert client.get("/api/runs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
@@ -154,7 +154,7 @@ def test_a_token_set_on_localhost_is_enforced(runs_dir: Path) -> None:
 def test_serve_command_serves_with_the_token_from_the_environment(runs_dir: Path) -> None:
     port = free_port()
     env = {**os.environ, "MLESTAR_TOKEN": TOKEN}
-    command = [sys.executable, "-m", "mlestar", "serve", "--port", str(port), "--runs", str(runs_dir)]
+    command = [sys.executable, "-m", "mlestar", "serve", "--port", str(port), "--runs-dir", str(runs_dir)]
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}/api/runs"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from mlestar.server import ServerSettings, create_app
+from mlestar.server import ServerOptions, create_app
 from mlestar.server.app import STATIC_DIR
 
 sys.path.insert(0, str(Path(__file__).parent))  # no tests/__init__.py: helpers import by name
@@ -30,7 +30,7 @@ def test_static_assets_have_no_external_reference() -> None:
 
 def test_served_pages_load_only_from_the_server(tmp_path: Path) -> None:
     build_finished_run(tmp_path)
-    client = TestClient(create_app(ServerSettings(runs_dir=tmp_path)), base_url="http://127.0.0.1")
+    client = TestClient(create_app(ServerOptions(runs_dir=tmp_path)), base_url="http://127.0.0.1")
     seen: set[str] = set()
     queue = ["/"]
     while queue:  # follow every reference of the page and of its modules

@@ -14,12 +14,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from mlestar.server import ServerSettings, create_app
+from mlestar.server import ServerOptions, create_app
 from mlestar.core.events import EventType
 from mlestar.store import RunStatus
 
 sys.path.insert(0, str(Path(__file__).parent))  # no tests/__init__.py: helpers import by name
 from test_server_support import RUN_ID, FakeRun, build_finished_run, live_server
+from recording import publish
 
 
 class SSEReader:
@@ -43,8 +44,8 @@ class SSEReader:
                 data.append(line[5:].strip())
 
 
-def settings(runs_dir: Path) -> ServerSettings:
-    return ServerSettings(runs_dir=runs_dir, poll_interval_s=0.05, python="/bin/false")
+def settings(runs_dir: Path) -> ServerOptions:
+    return ServerOptions(runs_dir=runs_dir, poll_interval_s=0.05, python="/bin/false")
 
 
 def test_finished_run_replays_history_and_ends(tmp_path: Path) -> None:
@@ -100,10 +101,10 @@ def test_live_run_is_followed_until_it_ends(tmp_path: Path) -> None:
 
             # A pause keeps the stream open.
             run.store.set_status(RunStatus.PAUSED)
-            run.store.emit(EventType.RUN_PAUSED, "paused")
+            publish(run.store, EventType.RUN_PAUSED, "paused")
             assert next(messages)[2]["type"] == "run_paused"
             run.store.set_status(RunStatus.RUNNING)
-            run.store.emit(EventType.RUN_RESUMED, "resumed")
+            publish(run.store, EventType.RUN_RESUMED, "resumed")
             assert next(messages)[2]["type"] == "run_resumed"
 
             run.finish(RunStatus.STOPPED)
@@ -125,7 +126,7 @@ def test_status_set_before_the_closing_event_does_not_cut_the_stream(tmp_path: P
         assert next(messages)[2]["type"] == "run_started"
         run.store.set_status(RunStatus.FINISHED)
         time.sleep(0.5)  # several polls see status finished without the closing event
-        run.store.emit(EventType.RUN_FINISHED, "finished")
+        publish(run.store, EventType.RUN_FINISHED, "finished")
         rest = list(messages)
     assert [m[2].get("type") for m in rest[:-1]] == ["run_finished"] and rest[-1][0] == "end"
 

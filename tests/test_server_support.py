@@ -19,10 +19,11 @@ from typing import Any
 
 import uvicorn
 
-from mlestar.server import ServerSettings, create_app
+from mlestar.server import ServerOptions, create_app
 from mlestar.store import Control, NodeRecord, NodeStatus, RunStatus, RunStore
 from mlestar.core.events import EventType
 from mlestar.core.records import LLMCallRecord
+from recording import publish
 
 RUN_ID = "20250101-120000-churn-ab12"
 
@@ -69,15 +70,15 @@ class FakeRun:
 
     def start(self) -> FakeRun:
         self.store.set_status(RunStatus.RUNNING)
-        self.store.emit(EventType.RUN_STARTED, "run started on churn with the expert brain")
+        publish(self.store, EventType.RUN_STARTED, "run started on churn with the expert brain")
         return self
 
     def phase(self, name: str, *, finished: bool = False) -> None:
         if finished:
-            self.store.emit(EventType.PHASE_FINISHED, f"{name} done", phase=name)
+            publish(self.store, EventType.PHASE_FINISHED, f"{name} done", phase=name)
         else:
             self.store.set_meta("phase", name)
-            self.store.emit(EventType.PHASE_STARTED, name, phase=name)
+            publish(self.store, EventType.PHASE_STARTED, name, phase=name)
 
     def script(
         self,
@@ -113,7 +114,7 @@ class FakeRun:
             stdout if stdout is not None else ("" if failed else f"Final Validation Performance: {score}\n")
         )
         (folder / "stderr.txt").write_text(stderr or ("Traceback: ValueError: bad shape\n" if failed else ""))
-        self.store.emit(
+        publish(self.store, 
             EventType.SCRIPT_STARTED,
             f"{agent}: {label}",
             phase=phase,
@@ -132,7 +133,7 @@ class FakeRun:
             error="ValueError: bad shape" if failed else None,
             returncode=1 if failed else 0,
         )
-        self.store.emit(
+        publish(self.store, 
             EventType.SCRIPT_FINISHED,
             f"{agent}: {label} -> {'failed' if failed else score}",
             phase=phase,
@@ -151,7 +152,7 @@ class FakeRun:
         if solution and (self.best is None or score > self.best):
             self.best = score
             self.store.set_meta("best", {"score": score, "node_id": node.id, "phase": phase})
-            self.store.emit(
+            publish(self.store, 
                 EventType.BEST_UPDATED,
                 f"best roc_auc {score}",
                 phase=phase,
@@ -173,7 +174,7 @@ class FakeRun:
                 latency_s=0.2,
             )
         )
-        self.store.emit(
+        publish(self.store, 
             EventType.LLM_CALL,
             f"{agent} call",
             data={
@@ -194,7 +195,7 @@ class FakeRun:
             RunStatus.STOPPED: EventType.RUN_STOPPED,
             RunStatus.FAILED: EventType.RUN_FAILED,
         }[status]
-        self.store.emit(kind, f"run {status.value}")
+        publish(self.store, kind, f"run {status.value}")
 
 
 def build_finished_run(runs_dir: Path, run_id: str = RUN_ID) -> FakeRun:
@@ -206,7 +207,7 @@ def build_finished_run(runs_dir: Path, run_id: str = RUN_ID) -> FakeRun:
     c2 = run.script("candidate", "lightgbm", phase="phase1", score=0.84, info={"model": "lightgbm"})
     run.script("candidate", "catboost", phase="phase1", failed=True, info={"model": "catboost"})
     merged = run.script("merger", "lightgbm + logreg", phase="phase1", parents=(c2, c1), score=0.85, track=0)
-    run.store.emit(
+    publish(run.store, 
         EventType.CHECK,
         "no leakage found",
         phase="phase1",
@@ -224,7 +225,7 @@ def build_finished_run(runs_dir: Path, run_id: str = RUN_ID) -> FakeRun:
         track=0,
         stdout="baseline 0.85\nno tenure bins 0.82\nno logreg 0.849\n",
     )
-    run.store.emit(
+    publish(run.store, 
         EventType.ABLATION,
         "feature engineering matters most",
         phase="phase2",
@@ -284,7 +285,7 @@ def build_finished_run(runs_dir: Path, run_id: str = RUN_ID) -> FakeRun:
             "phase": "phase4",
         },
     )
-    run.store.emit(
+    publish(run.store, 
         EventType.SUBMISSION_WRITTEN,
         "submission written",
         phase="phase4",
@@ -324,7 +325,7 @@ sys.exit(int(os.environ.get("FAKE_RC", "0")))
 
 
 def write_fake_python(folder: Path) -> Path:
-    """An executable to use as ServerSettings.python; set FAKE_ARGV to where it records its calls."""
+    """An executable to use as ServerOptions.python; set FAKE_ARGV to where it records its calls."""
     script = folder / "fake-python"
     script.write_text(FAKE_PYTHON.format(python=sys.executable))
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
@@ -342,10 +343,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(target: ServerSettings | Any) -> Iterator[str]:
+def live_server(target: ServerOptions | Any) -> Iterator[str]:
     """The app (or one built from settings) under uvicorn in a thread: real sockets, real streaming.
     Yields the base URL."""
-    app = create_app(target) if isinstance(target, ServerSettings) else target
+    app = create_app(target) if isinstance(target, ServerOptions) else target
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=1

@@ -27,6 +27,7 @@ from mlestar.store import (
 )
 from mlestar.core.events import EventType
 from mlestar.core.records import LLMCallRecord
+from recording import publish
 
 
 @pytest.fixture()
@@ -49,8 +50,8 @@ def test_nodes_roundtrip_and_update(store: RunStore) -> None:
 
 
 def test_events_are_ordered_and_filterable(store: RunStore) -> None:
-    first = store.emit(EventType.RUN_STARTED, "go")
-    second = store.emit(EventType.BEST_UPDATED, "best", data={"score": 0.5}, node_id=3)
+    first = publish(store, EventType.RUN_STARTED, "go")
+    second = publish(store, EventType.BEST_UPDATED, "best", data={"score": 0.5}, node_id=3)
     assert second.seq > first.seq
     assert [e.type for e in store.events()] == [EventType.RUN_STARTED, EventType.BEST_UPDATED]
     assert [e.seq for e in store.events(after=first.seq)] == [second.seq]
@@ -94,11 +95,13 @@ def test_writes_survive_kill_9(tmp_path: Path) -> None:
     writer = textwrap.dedent(
         f"""
         import os, signal
-        from mlestar.store import RunStore, NodeRecord, EventType
+        from mlestar.core.events import EventBus, EventType
+        from mlestar.store import RunStore, NodeRecord
         s = RunStore({str(run_dir)!r})
+        bus = EventBus(recorder=s.append_event)
         for i in range(50):
             s.add_node(NodeRecord(step_key=f"k{{i}}", phase="phase1", agent="candidate"))
-            s.emit(EventType.SCRIPT_FINISHED, f"n{{i}}")
+            bus.publish(EventType.SCRIPT_FINISHED, f"n{{i}}")
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )

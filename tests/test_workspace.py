@@ -15,10 +15,10 @@ from mlestar.exec import (
     isolation_support,
     make_writable,
     prepare_script_dir,
-    private_paths,
     run_script,
 )
 from mlestar.core.task import DataFile, FileRole, Task, TaskType
+from mlestar.task.views import input_view, private_paths
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def listing(folder: Path) -> set[str]:
 
 
 def test_development_input_hides_test_and_answers(tmp_path: Path, task: Task, folds: Path) -> None:
-    dest = build_input_dir(task, tmp_path / "input_dev", final=False, folds_csv=folds)
+    dest = build_input_dir(tmp_path / "input_dev", input_view(task, final=False).links, folds_csv=folds)
     assert listing(dest) == {"train.csv", "description.md", "extra", "extra/meta.csv", "images", "folds.csv"}
     assert (dest / "train.csv").is_symlink()
     assert (dest / "train.csv").read_text() == "id,x,y\n1,2,0\n"
@@ -92,7 +92,7 @@ def test_development_input_hides_test_and_answers(tmp_path: Path, task: Task, fo
 
 
 def test_final_input_adds_test_and_sample_submission(tmp_path: Path, task: Task, folds: Path) -> None:
-    dest = build_input_dir(task, tmp_path / "input_final", final=True, folds_csv=folds)
+    dest = build_input_dir(tmp_path / "input_final", input_view(task, final=True).links, folds_csv=folds)
     names = listing(dest)
     assert {"test.csv", "sample_submission.csv", "train.csv", "folds.csv"} <= names
     assert not any("answers" in name for name in names)
@@ -101,7 +101,7 @@ def test_final_input_adds_test_and_sample_submission(tmp_path: Path, task: Task,
 
 
 def test_input_is_read_only_and_rebuildable(tmp_path: Path, task: Task, folds: Path) -> None:
-    dest = build_input_dir(task, tmp_path / "input", final=False, folds_csv=folds)
+    dest = build_input_dir(tmp_path / "input", input_view(task, final=False).links, folds_csv=folds)
     for folder in (dest, dest / "extra"):
         assert not folder.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
     assert not (dest / "folds.csv").stat().st_mode & stat.S_IWUSR
@@ -109,7 +109,7 @@ def test_input_is_read_only_and_rebuildable(tmp_path: Path, task: Task, folds: P
         with pytest.raises(PermissionError):
             (dest / "new.csv").write_text("x")
 
-    again = build_input_dir(task, dest, final=True, folds_csv=folds)
+    again = build_input_dir(dest, input_view(task, final=True).links, folds_csv=folds)
     assert "test.csv" in listing(again)
     assert (task.data_dir / "train.csv").read_text() == "id,x,y\n1,2,0\n"  # originals untouched
     make_writable(dest)
@@ -118,24 +118,24 @@ def test_input_is_read_only_and_rebuildable(tmp_path: Path, task: Task, folds: P
 
 def test_input_originals_keep_their_permissions(tmp_path: Path, task: Task, folds: Path) -> None:
     before = (task.data_dir / "train.csv").stat().st_mode
-    build_input_dir(task, tmp_path / "input", final=False, folds_csv=folds)
+    build_input_dir(tmp_path / "input", input_view(task, final=False).links, folds_csv=folds)
     assert (task.data_dir / "train.csv").stat().st_mode == before
 
 
 def test_missing_folds_is_a_task_error(tmp_path: Path, task: Task) -> None:
     with pytest.raises(TaskError):
-        build_input_dir(task, tmp_path / "input", final=False, folds_csv=tmp_path / "nope.csv")
+        build_input_dir(tmp_path / "input", input_view(task, final=False).links, folds_csv=tmp_path / "nope.csv")
 
 
 def test_prepare_script_dir_is_idempotent(tmp_path: Path, task: Task, folds: Path) -> None:
-    inputs = build_input_dir(task, tmp_path / "input", final=False, folds_csv=folds)
+    inputs = build_input_dir(tmp_path / "input", input_view(task, final=False).links, folds_csv=folds)
     folder = tmp_path / "scripts" / "n1"
     prepare_script_dir(folder, "print('v1')\n", inputs)
     (folder / "final" / "submission.csv").write_text("stale")
     (folder / "working" / "cache.bin").write_text("scratch")
     (folder / "stdout.txt").write_text("old output")
 
-    other_inputs = build_input_dir(task, tmp_path / "input2", final=True, folds_csv=folds)
+    other_inputs = build_input_dir(tmp_path / "input2", input_view(task, final=True).links, folds_csv=folds)
     assert prepare_script_dir(folder, "print('v2')\n", other_inputs) == folder
     assert (folder / "script.py").read_text() == "print('v2')\n"
     assert (folder / "input").is_symlink() and (folder / "input").resolve() == other_inputs.resolve()
@@ -151,7 +151,7 @@ def test_private_paths(task: Task) -> None:
 
 
 def test_script_reads_its_input_through_the_sandbox(tmp_path: Path, task: Task, folds: Path) -> None:
-    inputs = build_input_dir(task, tmp_path / "input", final=False, folds_csv=folds)
+    inputs = build_input_dir(tmp_path / "input", input_view(task, final=False).links, folds_csv=folds)
     code = (
         "import os, pandas as pd\n"
         "train = pd.read_csv('input/train.csv'); folds = pd.read_csv('input/folds.csv')\n"

@@ -16,7 +16,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["RunConfig", "RunResult", "__version__", "arun", "aresume", "load_task", "resume", "run"]
+__all__ = ["RunResult", "Settings", "__version__", "arun", "aresume", "load_task", "resume", "run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,10 +25,10 @@ def __getattr__(name: str) -> Any:
         from mlestar import pipeline
 
         return getattr(pipeline, name)
-    if name == "RunConfig":
-        from mlestar.config import RunConfig
+    if name == "Settings":
+        from mlestar.settings import Settings
 
-        return RunConfig
+        return Settings
     if name == "load_task":
         from mlestar.task import load_task
 

@@ -41,6 +41,12 @@ def _register_commands() -> None:
         module.register(app)
 
 
+def _is_a(exc: BaseException, class_name: str) -> bool:
+    """Whether ``exc`` is a click ``class_name``: recent Typer vendors click (``typer._click``), older
+    Typer uses the click package, so the class is recognised by name rather than by import."""
+    return any(cls.__name__ == class_name and "click" in cls.__module__ for cls in type(exc).__mro__)
+
+
 def main(argv: list[str] | None = None) -> None:
     _register_commands()
     try:
@@ -54,12 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # click usage errors and the like arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if _is_a(exc, "ClickException"):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        if _is_a(exc, "Abort"):
             err_console.print("[yellow]aborted[/]")
             sys.exit(130)
         raise

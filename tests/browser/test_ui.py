@@ -18,15 +18,16 @@ from test_server_support import (
     write_fake_python,
 )
 
-from mlestar.server import ServerSettings
+from mlestar.server import ServerOptions
 from mlestar.store import Control, RunStatus, RunStore
 from mlestar.core.events import EventType
+from recording import publish
 
 pytestmark = pytest.mark.browser
 
 
-def settings(runs_dir: Path, **extra: Any) -> ServerSettings:
-    return ServerSettings(runs_dir=runs_dir, poll_interval_s=0.1, **extra)
+def settings(runs_dir: Path, **extra: Any) -> ServerOptions:
+    return ServerOptions(runs_dir=runs_dir, poll_interval_s=0.1, **extra)
 
 
 def test_finished_run_can_be_inspected(open_page: Any, tmp_path: Path) -> None:
@@ -106,12 +107,12 @@ def test_live_run_updates_and_is_steered(
         page.locator("#btn-pause").click()
         wait_until(lambda: run.store.control() == Control.PAUSE)
         run.store.set_status(RunStatus.PAUSED)  # what the pipeline does at its next checkpoint
-        run.store.emit(EventType.RUN_PAUSED, "paused")
+        publish(run.store, EventType.RUN_PAUSED, "paused")
         expect(page.locator("#run-status")).to_have_text("paused")
         page.locator("#btn-resume").click()
         wait_until(lambda: run.store.control() == Control.RUN)
         run.store.set_status(RunStatus.RUNNING)
-        run.store.emit(EventType.RUN_RESUMED, "resumed after pause")
+        publish(run.store, EventType.RUN_RESUMED, "resumed after pause")
         expect(page.locator("#run-status")).to_have_text("running")
 
         page.locator("#btn-stop").click()
@@ -129,7 +130,7 @@ def test_live_run_updates_and_is_steered(
         expect(page.locator("#run-status")).to_have_text("starting")
         # ...and the resumed pipeline's events reach the page through a new stream.
         run.store.set_status(RunStatus.RUNNING)
-        run.store.emit(EventType.RUN_RESUMED, "resumed live")
+        publish(run.store, EventType.RUN_RESUMED, "resumed live")
         run.script("merger", "lightgbm + logreg", phase="phase1", parents=(2, 1), score=0.95)
         expect(page.locator("#tree .node")).to_have_count(3)
         expect(page.locator("#best-score")).to_have_text("0.95")

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 from test_server_support import live_server
 
-from mlestar.server import ServerSettings, create_app
+from mlestar.server import ServerOptions, create_app
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "churn"
 # Small loops: the whole pipeline in well under a minute on two cores.
@@ -55,7 +55,7 @@ def count(page: Any, selector: str) -> int:
 
 
 def test_offline_run_watched_stopped_resumed_and_downloaded(open_page: Any, tmp_path: Path) -> None:
-    app = create_app(ServerSettings(runs_dir=tmp_path / "runs", poll_interval_s=0.2))
+    app = create_app(ServerOptions(runs_dir=tmp_path / "runs", poll_interval_s=0.2))
     launcher = app.state.service.launcher
     try:
         with live_server(app) as base:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mlestar.llm import LLMSettings
+from mlestar.core.events import EventBus
+from mlestar.llm import LLMClient
+from mlestar.settings import Settings
 from mlestar.store.db import RunStore
 
 from .llm_servers import FakeLLM, make_anthropic_app, make_openai_app
@@ -37,6 +39,8 @@ _ISOLATE = (
     "MLESTAR_PRICES",
     "MLESTAR_LLM",
     "MLESTAR_SEARCH",
+    "MLESTAR_BUDGET_USD",
+    "MLESTAR_BUDGET_TOKENS",
 )
 
 
@@ -89,20 +93,20 @@ def store(tmp_path: Path) -> Iterator[RunStore]:
     run.close()
 
 
-def fast_settings(url: str, spec: str = "openai-compatible:fake", **overrides: object) -> LLMSettings:
+def fast_settings(url: str, spec: str = "openai-compatible:fake", **overrides: object) -> Settings:
     """Short timeouts and tiny backoff so retry tests take milliseconds."""
     values: dict[str, object] = {
-        "spec": spec,
-        "base_url": url,
-        "max_retries": 2,
-        "backoff_base_s": 0.01,
-        "backoff_max_s": 0.05,
-        "timeout_s": 10.0,
-        "max_reasks": 2,
-        "search_provider": "offline",
+        "llm": spec,
+        "llm_base_url": url,
+        "llm_max_retries": 2,
+        "llm_backoff_base_s": 0.01,
+        "llm_backoff_max_s": 0.05,
+        "llm_timeout_s": 10.0,
+        "llm_max_reasks": 2,
+        "search": "offline",
     }
     values.update(overrides)
-    return LLMSettings(**values)
+    return Settings.load(**values)
 
 
 ANSWERS = Path(__file__).parent / "answers"
@@ -110,3 +114,13 @@ ANSWERS = Path(__file__).parent / "answers"
 
 def answer(name: str) -> str:
     return (ANSWERS / name).read_text(encoding="utf-8")
+
+
+def bus_of(store: RunStore | None) -> EventBus | None:
+    """The event bus a run would have over ``store`` (the store records every event)."""
+    return EventBus(recorder=store.append_event) if store is not None else None
+
+
+def llm_client(settings: Settings, store: RunStore | None = None, **kwargs: object) -> LLMClient:
+    """A client writing its calls to ``store`` and publishing its events through the store's bus."""
+    return LLMClient(settings, store, bus_of(store), **kwargs)  # type: ignore[arg-type]

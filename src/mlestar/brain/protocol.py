@@ -19,7 +19,6 @@ from pydantic import BaseModel, Field
 from mlestar.core.records import SearchResult
 from mlestar.core.task import Task
 
-
 TRACK_SEED_STRIDE = 1000  # track t runs with seed + 1000 t
 
 
@@ -50,6 +49,10 @@ class Script(BaseModel):
     label: str = ""  # short human name: "lightgbm", "merge lightgbm+catboost", ...
     info: dict[str, Any] = Field(default_factory=dict)  # brain-private metadata (template state, ...)
 
+    def __fingerprint__(self) -> dict[str, Any]:
+        # What a script does is its code; label and info are descriptions of it.
+        return {"code": self.code}
+
 
 class ScoredScript(BaseModel):
     """A script together with what happened when it ran."""
@@ -59,6 +62,9 @@ class ScoredScript(BaseModel):
     score: float | None = None
     error: str | None = None  # trimmed error text when it failed
     stdout_tail: str = ""
+
+    def __fingerprint__(self) -> dict[str, Any]:
+        return {"code": self.script.code, "score": self.score}
 
 
 class ModelCard(BaseModel):

@@ -22,9 +22,12 @@ def check(
     timeout: float = typer.Option(60.0, "--timeout", help="request timeout in seconds"),
 ) -> None:
     """Send one tiny request and print the model, latency and tokens."""
-    from mlestar.llm import LLMClient, LLMSettings
+    from mlestar.llm import LLMClient
+    from mlestar.settings import Settings
 
-    settings = LLMSettings.from_cli(llm, base_url, timeout_s=timeout, max_retries=1, cache_mode="off")
+    settings = Settings.load(
+        llm=llm, llm_base_url=base_url, llm_timeout_s=timeout, llm_max_retries=1, llm_cache_mode="off"
+    )
     client = LLMClient(settings)
     response = client.complete(
         [{"role": "user", "content": "Reply with the single word: pong"}],
@@ -52,8 +55,9 @@ def prices(
 ) -> None:
     """The price table, USD per 1M tokens."""
     from mlestar.llm import PriceTable
+    from mlestar.settings import Settings
 
-    table = PriceTable.load(prices_file)
+    table = PriceTable.load(prices_file or Settings.load().prices)
     rows = sorted(table.prices.items())
     if as_json:
         data = {name: {"input": p.input, "output": p.output, "user": name in table.user} for name, p in rows}

@@ -16,11 +16,11 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from mlestar.commands.options import with_settings
 from mlestar.core.events import Event, EventType
 from mlestar.store import NodeRecord, NodeStatus, RunStatus, list_runs, open_run
 
 console = Console()
-RunsDir = Annotated[Path, typer.Option("--runs-dir", help="folder holding the runs", envvar="MLESTAR_RUNS_DIR")]
 
 _QUIET_EVENTS = {EventType.LLM_CALL, EventType.SCRIPT_STARTED, EventType.STEP_STARTED}
 
@@ -100,71 +100,53 @@ def _print_result(result: Any) -> None:
             console.print(f"{label}: {path}")
 
 
+@with_settings("method", "checks", "resources", "data", "llm", "storage")
 def run_command(
     competition: Annotated[Path, typer.Argument(help="competition folder (plain or MLE-bench prepared)")],
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file")] = None,
-    time_limit: Annotated[float | None, typer.Option("--time-limit", help="wall-clock budget in seconds")] = None,
-    runs_dir: RunsDir = Path("runs"),
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of settings")] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="name of the run folder")] = None,
-    llm: Annotated[str | None, typer.Option("--llm", help="provider:model; omit for the offline expert")] = None,
-    llm_base_url: Annotated[str | None, typer.Option("--llm-base-url")] = None,
-    budget_usd: Annotated[float | None, typer.Option("--budget-usd")] = None,
-    budget_tokens: Annotated[int | None, typer.Option("--budget-tokens")] = None,
-    search: Annotated[str | None, typer.Option("--search", help="auto, tavily, brave, google, duckduckgo, off")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
-    num_models: Annotated[int | None, typer.Option("--num-models", "-M")] = None,
-    num_tracks: Annotated[int | None, typer.Option("--num-tracks", "-L")] = None,
-    outer_steps: Annotated[int | None, typer.Option("--outer-steps", "-T")] = None,
-    inner_steps: Annotated[int | None, typer.Option("--inner-steps", "-K")] = None,
-    ensemble_rounds: Annotated[int | None, typer.Option("--ensemble-rounds", "-R")] = None,
-    workers: Annotated[int | None, typer.Option("--workers")] = None,
     metric: Annotated[str | None, typer.Option("--metric", help="override the detected metric")] = None,
     target: Annotated[str | None, typer.Option("--target", help="override the detected target column")] = None,
     id_column: Annotated[str | None, typer.Option("--id", help="override the detected id column")] = None,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Run the whole MLE-STAR pipeline on a competition and leave a submission."""
-    from mlestar.config import RunConfig
     from mlestar.pipeline import run as run_pipeline
+    from mlestar.settings import Settings
 
-    cfg = RunConfig.load(
-        config,
-        time_limit_s=time_limit,
-        llm=llm,
-        llm_base_url=llm_base_url,
-        budget_usd=budget_usd,
-        budget_tokens=budget_tokens,
-        search=search,
-        seed=seed,
-        num_models=num_models,
-        num_tracks=num_tracks,
-        outer_steps=outer_steps,
-        inner_steps=inner_steps,
-        ensemble_rounds=ensemble_rounds,
-        workers=workers,
-    )
-    with ProgressView(live=console.is_terminal, time_limit_s=cfg.time_limit_s) as view:
+    settings = Settings.load(config, **overrides)
+    with ProgressView(live=console.is_terminal, time_limit_s=settings.time_limit_s) as view:
         result = run_pipeline(
-            competition, config=cfg, runs_dir=runs_dir, run_id=run_id, metric=metric, target=target,
-            id_column=id_column, listeners=[view],
+            competition, settings=settings, run_id=run_id, metric=metric, target=target, id_column=id_column,
+            listeners=[view],
         )
     _print_result(result)
     _exit_for(result.status, result.stop_reason)
 
 
+@with_settings("storage")
 def resume_command(
     run_id: Annotated[str, typer.Argument(help="run id (or unique prefix) or run folder")],
-    runs_dir: RunsDir = Path("runs"),
     time_limit: Annotated[
         float | None, typer.Option("--time-limit", help="extra seconds on top of the time already spent")
     ] = None,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Continue a stopped or crashed run without redoing finished scripts."""
     from mlestar.pipeline import resume
 
     with ProgressView(live=console.is_terminal, time_limit_s=None) as view:
-        result = resume(run_id, runs_dir=runs_dir, time_limit_s=time_limit, listeners=[view])
+        result = resume(run_id, runs_dir=_runs_dir(overrides), time_limit_s=time_limit, listeners=[view])
     _print_result(result)
     _exit_for(result.status, result.stop_reason)
+
+
+def _runs_dir(overrides: dict[str, Any]) -> Path:
+    from mlestar.settings import Settings
+
+    return Settings.load(**overrides).runs_dir
 
 
 def _exit_for(status: RunStatus, stop_reason: str | None) -> None:
@@ -175,8 +157,10 @@ def _exit_for(status: RunStatus, stop_reason: str | None) -> None:
         raise typer.Exit(1)
 
 
-def ls_command(runs_dir: RunsDir = Path("runs")) -> None:
+@with_settings("storage")
+def ls_command(*, overrides: dict[str, Any]) -> None:
     """List runs with their status and best score."""
+    runs_dir = _runs_dir(overrides)
     runs = list_runs(runs_dir)
     if not runs:
         console.print(f"no runs in {runs_dir}")
@@ -205,12 +189,14 @@ def _node_label(node: NodeRecord, best_id: int | None) -> Text:
     return Text(f"#{node.id} {node.phase}{track} {node.agent}: {node.label} -> {score}", style=style)
 
 
+@with_settings("storage")
 def show_command(
     run_id: Annotated[str, typer.Argument(help="run id (or unique prefix) or run folder")],
-    runs_dir: RunsDir = Path("runs"),
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Print a run's solution tree (parent -> child, agent, score) and where its best script is."""
-    with open_run(runs_dir, run_id) as store:
+    with open_run(_runs_dir(overrides), run_id) as store:
         summary = store.summary()
         nodes = store.nodes()
         best = store.get_meta("best") or {}

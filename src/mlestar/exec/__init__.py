@@ -6,9 +6,9 @@ from typing import Any
 
 from mlestar.core.contract import parse_score
 from mlestar.exec.environment import credential_paths, scrubbed_env
-from mlestar.exec.models import ExecLimits, ExecResult
+from mlestar.exec.models import ExecLimits, ExecResult, ScriptJob
 from mlestar.exec.output import trim_output
-from mlestar.exec.pool import LocalExecutor, ScriptExecutor
+from mlestar.exec.pool import Executor, LocalExecutor
 from mlestar.exec.sandbox import (
     RC_CANCELLED,
     RC_MEMORY,
@@ -17,7 +17,7 @@ from mlestar.exec.sandbox import (
     isolation_support,
     run_script,
 )
-from mlestar.exec.workspace import build_input_dir, make_writable, prepare_script_dir, private_paths
+from mlestar.exec.workspace import build_input_dir, make_writable, prepare_script_dir
 
 __all__ = [
     "RC_CANCELLED",
@@ -25,17 +25,17 @@ __all__ = [
     "RC_TIMEOUT",
     "ExecLimits",
     "ExecResult",
+    "Executor",
     "Isolation",
     "LocalExecutor",
     "RayExecutor",
-    "ScriptExecutor",
+    "ScriptJob",
     "build_input_dir",
     "credential_paths",
     "isolation_support",
     "make_writable",
     "parse_score",
     "prepare_script_dir",
-    "private_paths",
     "run_script",
     "scrubbed_env",
     "trim_output",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 
 
@@ -10,6 +12,16 @@ class ExecLimits(BaseModel):
     memory_mb: int = 8192  # address-space / cgroup style cap on the script and its children
     threads: int = 1  # OMP/MKL/OPENBLAS/LightGBM thread count
     network: bool = False  # False: cut network where the OS allows it, warn where it does not
+
+
+class ScriptJob(BaseModel):
+    """One script to run: its folder (``script.py``, ``input``, ``working``, ``final``), its limits,
+    and the paths it must not read even by following its input links."""
+
+    workdir: Path
+    limits: ExecLimits = Field(default_factory=ExecLimits)
+    hide: list[Path] = Field(default_factory=list)
+    extra_env: dict[str, str] = Field(default_factory=dict)
 
 
 class ExecResult(BaseModel):
@@ -23,6 +35,7 @@ class ExecResult(BaseModel):
     memory_exceeded: bool = False
     network_isolated: bool = False  # True when the script really ran without network
     cancelled: bool = False  # killed on request (Ctrl+C, stop), not for its own fault
+    executor: str = "local"  # which executor ran it
     warnings: list[str] = Field(default_factory=list)
 
     @property

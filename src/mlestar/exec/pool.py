@@ -5,19 +5,22 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from mlestar.exec.models import ExecLimits, ExecResult
+from mlestar.exec.models import ExecResult, ScriptJob
 from mlestar.exec.sandbox import RC_CANCELLED, run_script
 
 
 @runtime_checkable
-class ScriptExecutor(Protocol):
-    """Runs scripts in their working folders and hands back futures of their results."""
+class Executor(Protocol):
+    """Runs scripts in their folders and hands back futures of their results.
 
-    def submit(self, workdir: Path, limits: ExecLimits, **kwargs: Any) -> Future[ExecResult]:
-        """Queue one script; ``kwargs`` go to :func:`mlestar.exec.sandbox.run_script`."""
+    The local pool and the Ray executor both implement it; the pipeline knows nothing else."""
+
+    name: str
+
+    def submit(self, job: ScriptJob) -> Future[ExecResult]:
+        """Queue one script; its future ends cancelled when it was dropped before starting."""
         ...
 
     def cancel_all(self) -> int:
@@ -46,22 +49,22 @@ class LocalExecutor:
         self._lock = threading.Lock()
         self._jobs: dict[Future[ExecResult], threading.Event] = {}
 
-    def submit(self, workdir: Path, limits: ExecLimits, **kwargs: Any) -> Future[ExecResult]:
-        if "cancel" in kwargs:
-            raise TypeError("LocalExecutor manages cancellation itself; use cancel_all()")
+    name = "local"
+
+    def submit(self, job: ScriptJob) -> Future[ExecResult]:
         stop = threading.Event()
-        future = self._pool.submit(self._run, Path(workdir), limits, stop, kwargs)
+        future = self._pool.submit(self._run, job, stop)
         with self._lock:
             self._jobs[future] = stop
         future.add_done_callback(self._forget)
         return future
 
     @staticmethod
-    def _run(workdir: Path, limits: ExecLimits, stop: threading.Event, kwargs: dict) -> ExecResult:
+    def _run(job: ScriptJob, stop: threading.Event) -> ExecResult:
         # A job cancelled in the instant between being dequeued and starting never starts.
         if stop.is_set():
             return cancelled_result()
-        return run_script(workdir, limits, cancel=stop, **kwargs)
+        return run_script(job.workdir, job.limits, cancel=stop, hide=job.hide, extra_env=job.extra_env or None)
 
     def _forget(self, future: Future[ExecResult]) -> None:
         with self._lock:

@@ -14,17 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from mlestar.errors import MlestarError
-from mlestar.exec.models import ExecLimits, ExecResult
+from mlestar.exec.models import ExecResult, ScriptJob
 
 
-def _run_remote(workdir: str, limits: dict[str, Any], kwargs: dict[str, Any]) -> ExecResult:
+def _run_remote(job: dict[str, Any]) -> ExecResult:
     from mlestar.exec.sandbox import run_script
 
-    return run_script(Path(workdir), ExecLimits(**limits), **kwargs)
+    task = ScriptJob.model_validate(job)
+    result = run_script(task.workdir, task.limits, hide=task.hide, extra_env=task.extra_env or None)
+    return result.model_copy(update={"executor": "ray"})
 
 
 class RayExecutor:
-    """A :class:`mlestar.exec.pool.ScriptExecutor` over Ray tasks."""
+    """A :class:`mlestar.exec.pool.Executor` over Ray tasks."""
+
+    name = "ray"
 
     def __init__(self, address: str | None = None, **init_kwargs: Any) -> None:
         try:
@@ -41,15 +45,13 @@ class RayExecutor:
         self._lock = threading.Lock()
         self._refs: dict[Future[ExecResult], Any] = {}
 
-    def submit(self, workdir: Path, limits: ExecLimits, **kwargs: Any) -> Future[ExecResult]:
-        if "cancel" in kwargs:
-            raise TypeError("RayExecutor manages cancellation itself; use cancel_all()")
+    def submit(self, job: ScriptJob) -> Future[ExecResult]:
+        limits = job.limits
         options: dict[str, Any] = {"num_cpus": max(1, limits.threads), "max_retries": 0}
         if limits.memory_mb > 0:
             options["memory"] = limits.memory_mb * 1024 * 1024
-        ref = self._remote.options(**options).remote(
-            str(Path(workdir).resolve()), limits.model_dump(), kwargs
-        )
+        job = job.model_copy(update={"workdir": Path(job.workdir).resolve()})
+        ref = self._remote.options(**options).remote(job.model_dump(mode="json"))
         future: Future[ExecResult] = ref.future()
         with self._lock:
             self._refs[future] = ref

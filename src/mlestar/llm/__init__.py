@@ -13,7 +13,6 @@ from mlestar.llm.errors import (
 )
 from mlestar.llm.prices import BUILTIN_PRICES, Price, PriceTable
 from mlestar.llm.providers import PROVIDERS, ModelSpec, parse_spec
-from mlestar.llm.settings import LLMSettings
 from mlestar.llm.usage import UsageSummary, UsageTotals, usage_summary
 
 __all__ = [
@@ -25,7 +24,6 @@ __all__ = [
     "LLMClient",
     "LLMError",
     "LLMResponse",
-    "LLMSettings",
     "MissingAPIKey",
     "ModelNotFound",
     "ModelSpec",

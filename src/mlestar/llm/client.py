@@ -2,7 +2,8 @@
 
 One ``complete`` call is, in order: resolve the agent's model; look the request up in the run's
 cache (and the optional cross-run file), replaying it for free; check the budget; send it with
-bounded retries; record tokens and cost in the run store and emit an ``LLM_CALL`` event; cache it.
+bounded retries; record tokens and cost in the ledger (the run store) and publish an ``LLM_CALL``
+event on the run's bus, which tags it with the pipeline step the call serves; cache it.
 """
 
 from __future__ import annotations
@@ -11,40 +12,22 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlestar.core.events import EventType
-from mlestar.core.records import LLMCallRecord
-from mlestar.errors import BudgetExhausted
+from mlestar.core.events import EventBus, EventType
+from mlestar.core.records import LLMCallRecord, LLMLedger
+from mlestar.errors import BudgetExhausted, ConfigError
 from mlestar.llm.budget import Budget
 from mlestar.llm.cache import FileCache, request_hash
 from mlestar.llm.errors import CacheMiss, LLMError, RetriesExhausted
 from mlestar.llm.prices import PriceTable
 from mlestar.llm.providers import Backend, Message, ModelSpec, TransientError, make_backend, parse_spec
-from mlestar.llm.settings import LLMSettings
 from mlestar.llm.usage import estimate_tokens
-from mlestar.store.db import RunStore
+from mlestar.settings import Settings
 
 log = logging.getLogger(__name__)
-
-_context = threading.local()
-
-
-@contextmanager
-def call_context(
-    *, phase: str | None = None, track: int | None = None, node_id: int | None = None
-) -> Iterator[None]:
-    """Tag the LLM_CALL events of this thread with the pipeline's phase/track/node while inside."""
-    previous = getattr(_context, "fields", {})
-    _context.fields = {"phase": phase, "track": track, "node_id": node_id}
-    try:
-        yield
-    finally:
-        _context.fields = previous
-
 
 @dataclass(frozen=True)
 class LLMResponse:
@@ -60,28 +43,32 @@ class LLMResponse:
 
 
 class LLMClient:
-    """Thread-safe; one per run. ``store`` may be None (e.g. ``mlestar llm check``)."""
+    """Thread-safe; one per run. Without a ledger and a bus (``mlestar llm check``) nothing is kept."""
 
     def __init__(
         self,
-        settings: LLMSettings,
-        store: RunStore | None = None,
+        settings: Settings,
+        ledger: LLMLedger | None = None,
+        bus: EventBus | None = None,
         *,
         prices: PriceTable | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if not settings.llm:
+            raise ConfigError("no model given: pass --llm provider:model (e.g. openai:gpt-4.1)")
         self.settings = settings
-        self.store = store
-        self.prices = prices if prices is not None else PriceTable.load(settings.prices_file)
+        self.ledger = ledger
+        self.bus = bus
+        self.prices = prices if prices is not None else PriceTable.load(settings.prices)
         self._sleep = sleep
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
         self._budget_reported: set[str] = set()
-        self.file_cache = FileCache(settings.cache_file) if settings.cache_file else None
+        self.file_cache = FileCache(settings.llm_cache_file) if settings.llm_cache_file else None
         spent_usd, spent_tokens = 0.0, 0
-        if store is not None:
+        if ledger is not None:
             # A resumed run keeps counting what it already spent.
-            for call in store.llm_calls():
+            for call in ledger.llm_calls():
                 if not call.cached and not call.error:
                     spent_usd += call.cost_usd or 0.0
                     spent_tokens += call.prompt_tokens + call.completion_tokens
@@ -95,7 +82,7 @@ class LLMClient:
 
     # -- models --------------------------------------------------------------------------------
     def spec_for(self, agent: str) -> ModelSpec:
-        return parse_spec(self.settings.spec_for(agent))
+        return parse_spec(self.settings.llm_spec_for(agent))
 
     def backend(self, spec: ModelSpec) -> Backend:
         key = str(spec)
@@ -104,23 +91,24 @@ class LLMClient:
             if backend is None:
                 # The run's base URL belongs to the run's main model; agent overrides on another
                 # provider use that provider's own endpoint.
-                main = parse_spec(self.settings.spec)
-                base_url = self.settings.base_url if spec.provider == main.provider else None
+                main = parse_spec(self.settings.llm or "")
+                base_url = self.settings.llm_base_url if spec.provider == main.provider else None
                 backend = make_backend(
                     spec,
                     base_url=base_url,
-                    key_env=self.settings.api_key_env,
-                    timeout_s=self.settings.timeout_s,
+                    key_env=self.settings.llm_api_key_env,
+                    timeout_s=self.settings.llm_timeout_s,
                 )
                 self._backends[key] = backend
         return backend
 
     def preflight(self) -> None:
         """Resolve keys and endpoints of every configured model now, so a missing key fails at start."""
-        if self.settings.cache_mode == "replay":
+        specs = {parse_spec(spec) for spec in {self.settings.llm or "", *self.settings.llm_agent_models.values()}}
+        if self.settings.llm_cache_mode == "replay":
             return
-        for spec in {self.settings.spec, *self.settings.agent_models.values()}:
-            self.backend(parse_spec(spec))
+        for spec in specs:
+            self.backend(spec)
 
     # -- the call ------------------------------------------------------------------------------
     def complete(
@@ -136,17 +124,17 @@ class LLMClient:
         """One chat completion; ``use_reserve`` lets the final-submission calls spend the reserved budget."""
         spec = self.spec_for(agent)
         params = {
-            "temperature": self.settings.temperature if temperature is None else temperature,
-            "max_tokens": self.settings.max_tokens if max_tokens is None else max_tokens,
+            "temperature": self.settings.llm_temperature if temperature is None else temperature,
+            "max_tokens": self.settings.llm_max_tokens if max_tokens is None else max_tokens,
         }
         key = request_hash(str(spec), messages, params, salt)
 
-        if self.settings.cache_mode != "off":
+        if self.settings.llm_cache_mode != "off":
             hit = self._cache_lookup(key)
             if hit is not None:
                 self._record(agent, spec, key, 0, 0, 0.0, 0.0, cached=True)
                 return LLMResponse(hit, agent, str(spec), 0, 0, 0.0, True, 0.0, key)
-            if self.settings.cache_mode == "replay":
+            if self.settings.llm_cache_mode == "replay":
                 raise CacheMiss(
                     f"replay mode: no cached answer for the {agent} request ({key[:12]}) to {spec}"
                 )
@@ -175,15 +163,15 @@ class LLMClient:
         cost = self.prices.cost(spec, prompt_tokens, completion_tokens)
         self.budget.add(cost, prompt_tokens + completion_tokens)
         self._record(agent, spec, key, prompt_tokens, completion_tokens, cost, latency, estimated=estimated)
-        if self.settings.cache_mode != "off":
+        if self.settings.llm_cache_mode != "off":
             usage = {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "model": completion.model,
                 "estimated": estimated,
             }
-            if self.store is not None:
-                self.store.cache_put(key, str(spec), completion.text, usage)
+            if self.ledger is not None:
+                self.ledger.cache_put(key, str(spec), completion.text, usage)
             if self.file_cache is not None:
                 self.file_cache.put(key, str(spec), completion.text, usage)
         return LLMResponse(
@@ -192,16 +180,16 @@ class LLMClient:
 
     # -- pieces --------------------------------------------------------------------------------
     def _cache_lookup(self, key: str) -> str | None:
-        if self.store is not None:
-            hit = self.store.cache_get(key)
+        if self.ledger is not None:
+            hit = self.ledger.cache_get(key)
             if hit is not None:
                 return hit[0]
         if self.file_cache is not None:
             hit = self.file_cache.get(key)
             if hit is not None:
-                if self.store is not None:
+                if self.ledger is not None:
                     # Copy it in so the run alone can be replayed later.
-                    self.store.cache_put(key, str(hit[1].get("model", "")), hit[0], hit[1])
+                    self.ledger.cache_put(key, str(hit[1].get("model", "")), hit[0], hit[1])
                 return hit[0]
         return None
 
@@ -214,12 +202,11 @@ class LLMClient:
             key = "reserve" if use_reserve else "main"
             first = key not in self._budget_reported
             self._budget_reported.add(key)
-        if first and self.store is not None:
-            self.store.emit(
+        if first and self.bus is not None:
+            self.bus.publish(
                 EventType.BUDGET,
                 reason,
                 data={"spent_usd": self.budget.spent_usd, "spent_tokens": self.budget.spent_tokens},
-                **self._event_fields(),
             )
         raise BudgetExhausted(reason)
 
@@ -229,19 +216,15 @@ class LLMClient:
             try:
                 return send()
             except TransientError as exc:
-                if attempt >= self.settings.max_retries:
+                if attempt >= self.settings.llm_max_retries:
                     raise RetriesExhausted(f"{exc} (gave up after {attempt} retries)") from None
                 delay = exc.retry_after_s
                 if delay is None:
-                    delay = self.settings.backoff_base_s * (2**attempt) * (1.0 + 0.1 * random.random())
-                delay = min(delay, self.settings.backoff_max_s)
-                log.warning("%s; retry %d/%d in %.1fs", exc, attempt + 1, self.settings.max_retries, delay)
+                    delay = self.settings.llm_backoff_base_s * (2**attempt) * (1.0 + 0.1 * random.random())
+                delay = min(delay, self.settings.llm_backoff_max_s)
+                log.warning("%s; retry %d/%d in %.1fs", exc, attempt + 1, self.settings.llm_max_retries, delay)
                 self._sleep(delay)
                 attempt += 1
-
-    @staticmethod
-    def _event_fields() -> dict[str, Any]:
-        return {k: v for k, v in getattr(_context, "fields", {}).items() if v is not None}
 
     def _record(
         self,
@@ -257,9 +240,9 @@ class LLMClient:
         error: str | None = None,
         estimated: bool = False,
     ) -> None:
-        if self.store is None:
+        if self.ledger is None:
             return
-        call = self.store.record_llm_call(
+        call = self.ledger.record_llm_call(
             LLMCallRecord(
                 agent=agent,
                 provider=spec.provider,
@@ -276,7 +259,9 @@ class LLMClient:
         status = (
             "cached" if cached else ("failed" if error else f"{prompt_tokens}+{completion_tokens} tokens")
         )
-        self.store.emit(
+        if self.bus is None:
+            return
+        self.bus.publish(
             EventType.LLM_CALL,
             f"{agent}: {spec} ({status})",
             data={
@@ -292,7 +277,6 @@ class LLMClient:
                 "estimated_tokens": estimated,
                 "error": error,
             },
-            **self._event_fields(),
         )
 
     def close(self) -> None:

@@ -2,7 +2,7 @@
 
 The built-in table holds list prices of common hosted models (standard tier, short prompts) as
 published by the providers in 2025; prices change, so users extend or override it with a YAML or
-JSON file (``LLMSettings.prices_file`` or env ``MLESTAR_PRICES``)::
+JSON file (the ``prices`` setting, env ``MLESTAR_PRICES``)::
 
     gpt-4.1: {input: 2.0, output: 8.0}
     ollama:qwen2.5-coder:32b: [0, 0]
@@ -14,7 +14,6 @@ locally unless the user prices it explicitly.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +105,7 @@ class PriceTable:
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> PriceTable:
-        path = path or os.environ.get("MLESTAR_PRICES") or None
+        """The built-in prices plus those of ``path`` (the ``prices`` setting)."""
         return cls(load_price_file(Path(path)) if path else None)
 
     def lookup(self, spec: ModelSpec) -> Price | None:

@@ -5,14 +5,12 @@ LM Studio, llama.cpp) goes through the ``openai`` SDK; Claude goes through ``ant
 own retries are switched off: ``mlestar.llm.client`` retries with the run's backoff settings so
 that tests and budgets see every attempt.
 
-Keys come from the process environment or a ``.env`` file read with ``dotenv_values`` (NOT
-``load_dotenv``): loading would copy the keys into ``os.environ``, from where every generated
-script would inherit them.
+Keys come from the process environment or a ``.env`` file (``mlestar.settings.secret``, which
+never loads the file into ``os.environ``, from where every generated script would inherit them).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +23,7 @@ from mlestar.llm.errors import (
     ModelNotFound,
     ServerUnreachable,
 )
+from mlestar.settings import secret
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 
@@ -91,28 +90,10 @@ def parse_spec(spec: str) -> ModelSpec:
     return ModelSpec(provider, model)
 
 
-def _dotenv(env_file: Path | None) -> dict[str, str]:
-    try:
-        from dotenv import dotenv_values
-    except ImportError:  # python-dotenv is part of the llm extra; without it only os.environ counts
-        return {}
-    path = env_file if env_file is not None else Path.cwd() / ".env"
-    if not path.is_file():
-        return {}
-    return {k: v for k, v in dotenv_values(path).items() if v}
-
-
-def lookup_env(name: str, env_file: Path | None = None) -> str | None:
-    value = os.environ.get(name)
-    if value:
-        return value
-    return _dotenv(env_file).get(name)
-
-
 def resolve_api_key(spec: ModelSpec, key_env: str | None = None, env_file: Path | None = None) -> str | None:
     names = (key_env,) if key_env else spec.info.key_env
     for name in names:
-        value = lookup_env(name, env_file)
+        value = secret(name, env_file)
         if value:
             return value
     if spec.info.key_required:
@@ -128,7 +109,7 @@ def resolve_base_url(
     if base_url:
         return base_url
     if spec.info.base_url_env:
-        from_env = lookup_env(spec.info.base_url_env, env_file)
+        from_env = secret(spec.info.base_url_env, env_file)
         if from_env:
             return from_env
     if spec.info.base_url is None and spec.provider == "openai-compatible":

@@ -1,10 +1,12 @@
-"""The step machinery under the phases: memoized brain calls, script runs with debugging, events,
-best-score tracking and pause/stop control.
+"""The step machinery under the phases: memoized brain calls, replayed decisions, script runs with
+debugging, best-score tracking and pause/stop control.
 
-Resume works by replay: the phases run again from the top, and every brain call and every script
-run is looked up by a deterministic step key first. Finished steps come back from the store at no
-cost; the first unfinished one runs for real. A script interrupted by a stop or a crash is left
-``pending``/``running`` and is run again on resume; a finished one never is.
+Resume works by replay: the phases run again from the top and every step is looked up by its key
+(its place in the loops and a fingerprint of its inputs, ``mlestar.core.steps``). Finished steps
+come back from the store at no cost; the first unfinished one runs for real. Decisions taken by the
+clock (whether a step still fits the budget) are recorded when first taken and replayed from the
+store, so a resumed run takes the branches it took before. A script interrupted by a stop or a
+crash is left ``pending``/``running`` and is run again on resume; a finished one never is.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter
 
 from mlestar.brain.protocol import Brain, BrainContext, ScoredScript, Script
-from mlestar.config import RunConfig
-from mlestar.core.events import Event, EventType
+from mlestar.core.contract import SCRIPT_NAME
+from mlestar.core.events import Event, EventBus, EventType
+from mlestar.core.steps import Agent, Phase, Step
 from mlestar.core.task import Task
-from mlestar.exec.models import ExecLimits, ExecResult
-from mlestar.exec.pool import ScriptExecutor
-from mlestar.exec.workspace import prepare_script_dir, private_paths
+from mlestar.exec.models import ExecLimits, ExecResult, ScriptJob
+from mlestar.exec.pool import Executor
+from mlestar.exec.workspace import prepare_script_dir
 from mlestar.metrics import get_metric
 from mlestar.pipeline.budget import Budget
+from mlestar.settings import Settings
 from mlestar.store import Control, NodeRecord, NodeStatus, RunStatus, RunStore
 
 T = TypeVar("T")
@@ -44,38 +48,40 @@ class Engine:
         self,
         *,
         store: RunStore,
+        bus: EventBus,
         task: Task,
-        config: RunConfig,
+        settings: Settings,
         brain: Brain,
-        executor: ScriptExecutor,
+        executor: Executor,
         budget: Budget,
         ctx: BrainContext,
-        dev_input: Path,
-        final_input: Path,
+        inputs: dict[bool, Path],
+        hidden: Callable[[bool], list[Path]],
     ) -> None:
         self.store = store
+        self.bus = bus
         self.task = task
-        self.config = config
+        self.settings = settings
         self.brain = brain
         self.executor = executor
         self.budget = budget
         self.ctx = ctx
-        self.dev_input = dev_input
-        self.final_input = final_input
+        self.inputs = inputs  # final? -> the read-only input folder scripts get
+        self.hidden = hidden  # final? -> paths scripts must not read
         self.metric = get_metric(task.metric)
-        self.listeners: list[Callable[[Event], None]] = []
         self.stop_requested = threading.Event()
         self._best_lock = threading.Lock()
 
     # -- events and control ----------------------------------------------------------------
-    def emit(self, type_: EventType, message: str = "", **fields: Any) -> Event:
-        event = self.store.emit(type_, message, **fields)
-        for listener in self.listeners:
-            try:
-                listener(event)
-            except Exception:  # a broken display must never break the run
-                pass
-        return event
+    def publish(self, type_: EventType, message: str = "", **fields: Any) -> Event:
+        return self.bus.publish(type_, message, **fields)
+
+    def note(self, key: str, type_: EventType, message: str = "", **fields: Any) -> None:
+        """Publish an event about a step once: a replay of the step does not repeat it."""
+        marker = f"{key}/event:{type_.value}"
+        if self.store.memo_get(marker) is None:
+            event = self.publish(type_, message, **fields)
+            self.store.memo_put(marker, {"value": event.seq})
 
     def checkpoint(self) -> None:
         """Between steps: honour stop and pause requests from Ctrl+C or other processes."""
@@ -86,7 +92,7 @@ class Engine:
             with self._best_lock:  # one thread announces the pause
                 if self.store.get_meta("status") != RunStatus.PAUSED.value:
                     self.store.set_status(RunStatus.PAUSED)
-                    self.emit(EventType.RUN_PAUSED, "paused")
+                    self.publish(EventType.RUN_PAUSED, "paused")
             paused_at = time.monotonic()
             while self.store.control() == Control.PAUSE and not self.stop_requested.is_set():
                 time.sleep(0.5)
@@ -95,19 +101,47 @@ class Engine:
             with self._best_lock:
                 if self.store.get_meta("status") == RunStatus.PAUSED.value:
                     self.store.set_status(RunStatus.RUNNING)
-                    self.emit(EventType.RUN_RESUMED, "resumed after pause")
+                    self.publish(EventType.RUN_RESUMED, "resumed after pause")
             self.checkpoint()
 
-    # -- memoized brain calls --------------------------------------------------------------
-    def memo(self, key: str, compute: Callable[[], T], type_: Any) -> T:
-        adapter = TypeAdapter(type_)
+    # -- memoized brain calls and replayed decisions ---------------------------------------
+    def ask(
+        self,
+        step: Step,
+        kind: str,
+        role: Callable[..., T],
+        *args: Any,
+        returns: Any,
+        node_id: int | None = None,
+    ) -> T:
+        """``role(*args)`` once per (place, inputs): the result is kept under ``step.key(kind, args)``.
+
+        Events the call publishes (the LLM's) are tagged with the step, its phase, track and node.
+        """
+        key = step.key(kind, args)
+        adapter = TypeAdapter(returns)
         stored = self.store.memo_get(key)
         if stored is not None:
             return adapter.validate_python(stored["value"])
         self.checkpoint()
-        value = compute()
+        with self.bus.scope(phase=step.phase.value, track=step.track, node_id=node_id, step=key):
+            value = role(*args)
         self.store.memo_put(key, {"value": adapter.dump_python(value, mode="json")})
         return value
+
+    def decide(self, step: Step, name: str, take: Callable[[], bool]) -> bool:
+        """A decision taken once, at the frontier, and replayed from the store ever after."""
+        key = step.decision_key(name)
+        stored = self.store.memo_get(key)
+        if stored is not None:
+            return bool(stored["value"])
+        value = bool(take())
+        self.store.memo_put(key, {"value": value})
+        return value
+
+    def fits(self, step: Step, n_scripts: float = 1.0) -> bool:
+        """Whether a step of about ``n_scripts`` scripts may start in its phase (a replayed decision)."""
+        return self.decide(step, "start", lambda: self.budget.can_start(step.phase.value, n_scripts=n_scripts))
 
     # -- scores ----------------------------------------------------------------------------
     def better(self, a: float | None, b: float | None) -> bool:
@@ -128,19 +162,25 @@ class Engine:
                 best = item
         return best
 
-    def consider_best(self, scored: ScoredScript, phase: str) -> None:
+    def ranked(self, scored: list[ScoredScript]) -> list[ScoredScript]:
+        """The scored scripts, best first (failed ones left out)."""
+        sign = 1.0 if self.metric.lower_is_better else -1.0
+        return sorted((s for s in scored if s.score is not None), key=lambda s: sign * float(s.score or 0.0))
+
+    def consider_best(self, scored: ScoredScript, phase: Phase) -> None:
         if scored.score is None:
             return
         with self._best_lock:
             current = self.store.get_meta("best") or {}
             if self.better(scored.score, current.get("score")):
                 self.store.set_meta(
-                    "best", {"score": scored.score, "node_id": scored.node_id, "phase": phase, "ts": time.time()}
+                    "best",
+                    {"score": scored.score, "node_id": scored.node_id, "phase": phase.value, "ts": time.time()},
                 )
-                self.emit(
+                self.publish(
                     EventType.BEST_UPDATED,
                     f"best {self.task.metric} {scored.score:.6g}",
-                    phase=phase,
+                    phase=phase.value,
                     node_id=scored.node_id,
                     data={"score": scored.score, "node_id": scored.node_id},
                 )
@@ -155,74 +195,66 @@ class Engine:
 
     def scored_from_node(self, node: NodeRecord) -> ScoredScript:
         code = (self.store.run_dir / node.script_path).read_text()
-        info = node.info.get("script_info", {})
-        tail = self.node_stdout(node, 4000)
         return ScoredScript(
-            script=Script(code=code, label=node.label, info=info),
+            script=Script(code=code, label=node.label, info=node.info.get("script_info", {})),
             node_id=node.id,
             score=node.score,
             error=node.error,
-            stdout_tail=tail,
+            stdout_tail=self.node_stdout(node, 4000),
         )
 
     def run_script(
         self,
-        key: str,
+        step: Step,
         script: Script,
         *,
-        phase: str,
-        agent: str,
-        track: int | None = None,
+        agent: Agent,
         parents: list[int] | None = None,
         final: bool = False,
         validator: Validator | None = None,
         extra_info: dict[str, Any] | None = None,
     ) -> ScoredScript:
-        """Run one script once (memoized by ``key``); no debugging."""
+        """Run one script once (its node is keyed by the step and the script); no debugging."""
+        key = step.key("run", {"code": script.code, "final": final})
         node = self.store.node_by_key(key)
         if node is not None and node.status in (NodeStatus.DONE, NodeStatus.FAILED):
             return self.scored_from_node(node)
         self.checkpoint()
+        phase = step.phase.value
         info = {"script_info": script.info, "final": final, **(extra_info or {})}
         if node is None:
             node = self.store.add_node(
-                NodeRecord(
-                    step_key=key,
-                    parent_ids=parents or [],
-                    track=track,
-                    phase=phase,
-                    agent=agent,
-                    label=script.label,
-                    info=info,
-                )
+                NodeRecord(step_key=key, parent_ids=parents or [], track=step.track, phase=phase,
+                           agent=agent.value, label=script.label, info=info)
             )
-        script_dir = self.store.run_dir / "scripts" / f"{node.id:04d}-{agent}"
+        script_dir = self.store.run_dir / "scripts" / f"{node.id:04d}-{agent.value}"
         for leftover in ("working", "final"):  # a rerun after a crash starts clean
             shutil.rmtree(script_dir / leftover, ignore_errors=True)
-        prepare_script_dir(script_dir, script.code, self.final_input if final else self.dev_input)
+        prepare_script_dir(script_dir, script.code, self.inputs[final])
         node = self.store.update_node(
             node.id,
             status=NodeStatus.RUNNING,
-            script_path=str((script_dir / "script.py").relative_to(self.store.run_dir)),
+            script_path=str((script_dir / SCRIPT_NAME).relative_to(self.store.run_dir)),
             label=script.label,
             info=info,
         )
-        self.emit(
+        self.publish(
             EventType.SCRIPT_STARTED,
-            f"{agent}: {script.label}",
+            f"{agent.value}: {script.label}",
             phase=phase,
-            track=track,
+            track=step.track,
             node_id=node.id,
-            data={"agent": agent, "label": script.label, "step_key": key, "final": final},
+            data={"agent": agent.value, "label": script.label, "step_key": key, "final": final},
         )
         limits = ExecLimits(
-            timeout_s=self.budget.script_timeout(self.config.script_timeout_s, final=final),
-            memory_mb=self.config.resolved_memory_mb(),
-            threads=self.config.resolved_threads(),
-            network=self.config.network,
+            timeout_s=self.budget.script_timeout(self.settings.script_timeout_s, final=final),
+            memory_mb=self.settings.resolved_memory_mb(),
+            threads=self.settings.resolved_threads(),
+            network=self.settings.network,
         )
+        job = ScriptJob(workdir=script_dir, limits=limits, hide=self._hidden(final))
         try:
-            result: ExecResult = self.executor.submit(script_dir, limits, hide=self._hidden(final)).result()
+            result: ExecResult = self.executor.submit(job).result()
         except CancelledError:
             self.stop_requested.set()
         if self.stop_requested.is_set():
@@ -245,17 +277,18 @@ class Engine:
             peak_memory_mb=result.peak_memory_mb,
             finished_at=time.time(),
             error=error[-4000:] if error else None,
+            info={**info, "executor": result.executor},
         )
         for warning in result.warnings:
-            self.emit(EventType.WARNING, warning, phase=phase, node_id=node.id)
-        self.emit(
+            self.publish(EventType.WARNING, warning, phase=phase, track=step.track, node_id=node.id)
+        self.publish(
             EventType.SCRIPT_FINISHED,
-            f"{agent}: {script.label} -> {node.score if ok else 'failed'}",
+            f"{agent.value}: {script.label} -> {node.score if ok else 'failed'}",
             phase=phase,
-            track=track,
+            track=step.track,
             node_id=node.id,
             data={
-                "agent": agent,
+                "agent": agent.value,
                 "label": script.label,
                 "score": node.score,
                 "status": node.status.value,
@@ -265,88 +298,69 @@ class Engine:
             },
         )
         return ScoredScript(
-            script=script,
-            node_id=node.id,
-            score=node.score,
-            error=node.error,
-            stdout_tail=result.stdout[-4000:],
+            script=script, node_id=node.id, score=node.score, error=node.error, stdout_tail=result.stdout[-4000:]
         )
 
     def _hidden(self, final: bool) -> list[Path]:
         """Paths a script must not read even by following its input symlinks back to the data."""
         store_files = [Path(f"{self.store.db_path}{suffix}") for suffix in ("", "-wal", "-shm")]
-        return private_paths(self.task, final=final) + [p for p in store_files if p.exists()]
+        return self.hidden(final) + [p for p in store_files if p.exists()]
 
     def run_with_debug(
         self,
-        key: str,
+        step: Step,
         script: Script,
         *,
-        phase: str,
-        agent: str,
-        track: int | None = None,
+        agent: Agent,
+        ctx: BrainContext,
         parents: list[int] | None = None,
         final: bool = False,
         validator: Validator | None = None,
         extra_info: dict[str, Any] | None = None,
         counts_for_best: bool = True,
-        ctx: BrainContext | None = None,
     ) -> ScoredScript:
         """Run a script; on failure let the brain debug it up to ``debug_retries`` times."""
-        ctx = ctx or self.ctx
         result = self.run_script(
-            key,
-            script,
-            phase=phase,
-            agent=agent,
-            track=track,
-            parents=parents,
-            final=final,
-            validator=validator,
-            extra_info=extra_info,
+            step, script, agent=agent, parents=parents, final=final, validator=validator, extra_info=extra_info
         )
-        for attempt in range(1, self.config.debug_retries + 1):
+        for attempt in range(1, self.settings.debug_retries + 1):
             if result.error is None:
                 break
-            failing, error = result.script, result.error
-            fixed = self.memo(
-                f"{key}/debug{attempt}/brain",
-                lambda: self.brain.debug(ctx, failing, error),
-                Script | None,
+            fix_step = step.at(f"debug{attempt}")
+            fixed = self.ask(
+                fix_step, "code", self.brain.debug, ctx, result.script, result.error,
+                returns=Script | None, node_id=result.node_id,
             )
             if fixed is None:
                 break
             fixed = fixed.model_copy(update={"label": fixed.label or f"{script.label} (debugged)"})
             result = self.run_script(
-                f"{key}/debug{attempt}",
-                fixed,
-                phase=phase,
-                agent="debug",
-                track=track,
-                parents=[result.node_id] if result.node_id else [],
-                final=final,
-                validator=validator,
-                extra_info=extra_info,
+                fix_step, fixed, agent=Agent.DEBUG, parents=[result.node_id] if result.node_id else [],
+                final=final, validator=validator, extra_info=extra_info,
             )
         if result.error is not None:
-            self.emit(
+            self.publish(
                 EventType.WARNING,
-                f"{agent} script {script.label!r} failed and was dropped",
-                phase=phase,
-                track=track,
+                f"{agent.value} script {script.label!r} failed and was dropped",
+                phase=step.phase.value,
+                track=step.track,
                 node_id=result.node_id,
             )
         elif counts_for_best and not final:
-            self.consider_best(result, phase)
+            self.consider_best(result, step.phase)
         return result
 
-    def context_for_track(self, track: int) -> BrainContext:
-        """The brain context with a per-track seed, so tracks explore different choices."""
-        return self.ctx.for_track(track)
+    def context_for(self, track: int | None) -> BrainContext:
+        """The brain context of a track (or the shared one)."""
+        return self.ctx if track is None else self.ctx.for_track(track)
 
-    def phase_started(self, phase: str, message: str = "") -> None:
-        self.store.set_meta("phase", phase)
-        self.emit(EventType.PHASE_STARTED, message or phase, phase=phase)
+    def full_stdout(self, scored: ScoredScript) -> str:
+        node = self.store.get_node(scored.node_id) if scored.node_id else None
+        return (self.node_stdout(node, 20_000) if node else "") or scored.stdout_tail
 
-    def phase_finished(self, phase: str, message: str = "", **data: Any) -> None:
-        self.emit(EventType.PHASE_FINISHED, message or f"{phase} done", phase=phase, data=data)
+    def phase_started(self, phase: Phase, message: str = "") -> None:
+        self.store.set_meta("phase", phase.value)
+        self.publish(EventType.PHASE_STARTED, message or phase.value, phase=phase.value)
+
+    def phase_finished(self, phase: Phase, message: str = "", **data: Any) -> None:
+        self.publish(EventType.PHASE_FINISHED, message or f"{phase.value} done", phase=phase.value, data=data)

@@ -6,9 +6,9 @@ import importlib.util
 from pathlib import Path
 
 from mlestar.errors import ConfigError
-from mlestar.llm.providers import lookup_env
 from mlestar.search.base import OfflineSearcher, SafeSearcher, Searcher, Warn
 from mlestar.search.providers import BraveSearcher, DuckDuckGoSearcher, GoogleSearcher, TavilySearcher
+from mlestar.settings import secret
 
 PROVIDERS = ("tavily", "brave", "google", "duckduckgo")
 OFFLINE_NAMES = ("offline", "none", "off", "")
@@ -26,23 +26,23 @@ def _ddgs_installed() -> bool:
 
 def _build(name: str, timeout_s: float, env_file: Path | None) -> Searcher | str:
     """The searcher, or why it cannot be built."""
-    env = {var: lookup_env(var, env_file) for var in KEY_ENV[name]}
+    env = {var: secret(var, env_file) for var in KEY_ENV[name]}
     missing = [var for var, value in env.items() if not value]
     if missing:
         return f"{name} search needs {' and '.join(missing)}"
     if name == "tavily":
         return TavilySearcher(
-            env["TAVILY_API_KEY"] or "", base_url=lookup_env("TAVILY_BASE_URL", env_file), timeout_s=timeout_s
+            env["TAVILY_API_KEY"] or "", base_url=secret("TAVILY_BASE_URL", env_file), timeout_s=timeout_s
         )
     if name == "brave":
         return BraveSearcher(
-            env["BRAVE_API_KEY"] or "", base_url=lookup_env("BRAVE_BASE_URL", env_file), timeout_s=timeout_s
+            env["BRAVE_API_KEY"] or "", base_url=secret("BRAVE_BASE_URL", env_file), timeout_s=timeout_s
         )
     if name == "google":
         return GoogleSearcher(
             env["GOOGLE_API_KEY"] or "",
             env["GOOGLE_CSE_ID"] or "",
-            base_url=lookup_env("GOOGLE_CSE_BASE_URL", env_file),
+            base_url=secret("GOOGLE_CSE_BASE_URL", env_file),
             timeout_s=timeout_s,
         )
     if not _ddgs_installed():

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from mlestar.server.app import create_app
-from mlestar.server.settings import TOKEN_ENV, ServerSettings
+from mlestar.server.options import TOKEN_ENV, ServerOptions
 
-__all__ = ["TOKEN_ENV", "ServerSettings", "create_app"]
+__all__ = ["TOKEN_ENV", "ServerOptions", "create_app"]

@@ -16,13 +16,13 @@ from mlestar.server.api import router
 from mlestar.server.auth import require_token
 from mlestar.server.control import RunControl
 from mlestar.server.guard import BrowserGuard
+from mlestar.server.options import ServerOptions
 from mlestar.server.runs import RunService
-from mlestar.server.settings import ServerSettings
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def create_app(settings: ServerSettings) -> FastAPI:
+def create_app(settings: ServerOptions) -> FastAPI:
     settings.check()
     app = FastAPI(
         title="mlestar",

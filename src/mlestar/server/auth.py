@@ -10,7 +10,7 @@ import hmac
 
 from fastapi import HTTPException, Request, status
 
-from mlestar.server.settings import ServerSettings
+from mlestar.server.options import ServerOptions
 
 
 def presented_token(request: Request) -> str | None:
@@ -28,7 +28,7 @@ def token_matches(expected: str, given: str | None) -> bool:
 
 def require_token(request: Request) -> None:
     """FastAPI dependency guarding every API route."""
-    settings: ServerSettings = request.app.state.settings
+    settings: ServerOptions = request.app.state.settings
     if not settings.auth_required:
         return
     if settings.token is None or not token_matches(settings.token, presented_token(request)):

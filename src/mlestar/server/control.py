@@ -74,14 +74,15 @@ class RunControl:
             return config
         from pydantic import ValidationError
 
-        from mlestar.config import RunConfig
+        from mlestar.settings import Settings, fields_of
 
-        unknown = sorted(set(config) - set(RunConfig.model_fields))
+        # A run's own settings only: where runs live and how the server is bound are not the page's.
+        unknown = sorted(set(map(str, config)) - fields_of(scope="run"))
         if unknown:
-            raise bad_request(f"unknown setting(s): {', '.join(map(str, unknown))}")
+            raise bad_request(f"unknown setting(s): {', '.join(unknown)}")
         try:
             # Only the user's values: the server's own environment and .env are not theirs to judge.
-            RunConfig.model_validate(config)
+            Settings.model_validate(config)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first.get("loc", ()))

@@ -16,7 +16,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mlestar.server.settings import ServerSettings, is_loopback
+from mlestar.server.options import ServerOptions, is_loopback
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -36,7 +36,7 @@ def _host_name(netloc: str) -> str:
     return (urlsplit(f"//{netloc}").hostname or "").lower()
 
 
-def refusal(method: str, headers: Headers, settings: ServerSettings) -> str | None:
+def refusal(method: str, headers: Headers, settings: ServerOptions) -> str | None:
     """Why a request must be refused before it reaches a route, or None to let it through."""
     host = headers.get("host", "")
     if not settings.auth_required and not is_loopback(_host_name(host)):
@@ -52,7 +52,7 @@ def refusal(method: str, headers: Headers, settings: ServerSettings) -> str | No
 class BrowserGuard:
     """Refuses requests that can only come from a hostile page; adds security headers to the rest."""
 
-    def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
+    def __init__(self, app: ASGIApp, settings: ServerOptions) -> None:
         self.app = app
         self.settings = settings
 

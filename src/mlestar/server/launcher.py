@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mlestar.server.settings import TOKEN_ENV
+from mlestar.server.options import TOKEN_ENV
 
 SERVER_DIR = ".mlestar-server"  # inside the runs folder: launch logs and configs (no run.sqlite)
 LOG_TAIL_CHARS = 4000

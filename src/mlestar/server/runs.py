@@ -32,6 +32,7 @@ from mlestar.report.data import (
     solution_tree,
 )
 from mlestar.server.launcher import Launch, Launcher
+from mlestar.server.options import ServerOptions
 from mlestar.server.paths import DOWNLOADS, inside, run_folder, valid_run_id
 from mlestar.server.schemas import (
     AblationList,
@@ -43,7 +44,6 @@ from mlestar.server.schemas import (
     RunState,
     ScriptDetail,
 )
-from mlestar.server.settings import ServerSettings
 from mlestar.store import DB_NAME, RunStatus, RunStore
 
 CODE_LIMIT = 512_000  # characters of a script shown in full
@@ -76,7 +76,7 @@ def _read_text(path: Path | None, limit: int) -> tuple[str | None, bool]:
 
 
 class RunService:
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerOptions) -> None:
         self.settings = settings
         self.runs_dir = settings.runs_dir
         self.launcher = Launcher(settings.runs_dir, settings.python)

@@ -319,10 +319,10 @@ class RunStore:
         return [self._node_from_row(row) for row in rows]
 
     # -- events ----------------------------------------------------------------------------
-    def emit(self, event: Event | EventType, message: str = "", **fields: Any) -> Event:
-        """Append an event; accepts an ``Event`` or a type with keyword fields."""
-        if isinstance(event, EventType):
-            event = Event(type=event, message=message, **fields)
+    def append_event(self, event: Event) -> Event:
+        """Persist one event and return it numbered: the recorder of the run's event bus.
+
+        Producers publish on the bus (``mlestar.core.events.EventBus``), never here directly."""
         with self._tx() as conn:
             cur = conn.execute(
                 "INSERT INTO events(ts, type, phase, track, node_id, message, data) VALUES (?, ?, ?, ?, ?, ?, ?)",

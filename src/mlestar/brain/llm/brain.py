@@ -48,12 +48,12 @@ from mlestar.brain.protocol import (
     replace_block,
 )
 from mlestar.core.contract import SCORE_LABEL
-from mlestar.core.records import SearchResult
+from mlestar.core.events import EventBus
+from mlestar.core.records import LLMLedger, SearchResult
 from mlestar.core.task import FileRole
 from mlestar.llm.client import LLMClient
 from mlestar.llm.providers import Message
-from mlestar.llm.settings import LLMSettings
-from mlestar.store.db import RunStore
+from mlestar.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,15 @@ class LLMBrain:
 
     def __init__(self, client: LLMClient, *, max_reasks: int | None = None) -> None:
         self.client = client
-        self.max_reasks = client.settings.max_reasks if max_reasks is None else max_reasks
+        self.max_reasks = client.settings.llm_max_reasks if max_reasks is None else max_reasks
         self.prompts = PromptRenderer()
-        self.name = f"llm:{client.settings.spec}"
+        self.name = client.settings.brain_name
 
     @classmethod
-    def from_settings(cls, settings: LLMSettings, store: RunStore | None = None) -> LLMBrain:
-        client = LLMClient(settings, store)
+    def from_settings(
+        cls, settings: Settings, ledger: LLMLedger | None = None, bus: EventBus | None = None
+    ) -> LLMBrain:
+        client = LLMClient(settings, ledger, bus)
         client.preflight()  # a missing key or base URL fails now, not in the middle of phase 1
         return cls(client)
 

@@ -1,14 +1,14 @@
-"""How the server is bound and guarded."""
+"""How the server is bound and guarded (built from ``mlestar.settings.Settings``)."""
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlestar.errors import ConfigError
+from mlestar.settings import Settings
 
 TOKEN_ENV = "MLESTAR_TOKEN"
 
@@ -25,7 +25,7 @@ def is_loopback(host: str) -> bool:
 
 
 @dataclass(frozen=True)
-class ServerSettings:
+class ServerOptions:
     runs_dir: Path
     host: str = "127.0.0.1"
     port: int = 8000
@@ -55,6 +55,6 @@ class ServerSettings:
             raise ConfigError(f"{TOKEN_ENV} is too short: use at least 8 characters")
 
     @classmethod
-    def from_env(cls, runs_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> ServerSettings:
-        token = os.environ.get(TOKEN_ENV) or None
-        return cls(runs_dir=Path(runs_dir).resolve(), host=host, port=port, token=token)
+    def from_settings(cls, settings: Settings) -> ServerOptions:
+        token = settings.token.get_secret_value() if settings.token is not None else None
+        return cls(runs_dir=Path(settings.runs_dir).resolve(), host=settings.host, port=settings.port, token=token)

@@ -1,0 +1,113 @@
+"""What of a competition a script may see: the public files it gets linked into ``./input``, and the
+paths it must not read even by following those links back to the data folder.
+
+Development scripts never see the test file or the sample submission (scores are only honest when
+the test set is unseen); no script ever sees the private answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from mlestar.core.task import FileRole, Task
+
+log = logging.getLogger(__name__)
+
+_PUBLIC_ROLES = frozenset(
+    {
+        FileRole.TRAIN,
+        FileRole.TEST,
+        FileRole.SAMPLE_SUBMISSION,
+        FileRole.DESCRIPTION,
+        FileRole.AUXILIARY,
+        FileRole.IMAGE_DIR,
+    }
+)
+# What a development script must not see: scores are only honest when the test set is unseen.
+_FINAL_ONLY_ROLES = frozenset({FileRole.TEST, FileRole.SAMPLE_SUBMISSION})
+
+
+class InputView(BaseModel):
+    """The links of a script's input folder (source -> path inside it) and what stays hidden."""
+
+    links: list[tuple[Path, Path]]
+    hidden: list[Path]
+
+
+def input_view(task: Task, *, final: bool) -> InputView:
+    links = [located for relative in _public_files(task, final=final) if (located := _locate(task, relative))]
+    return InputView(links=links, hidden=private_paths(task, final=final))
+
+
+def _public_files(task: Task, *, final: bool) -> list[str]:
+    """Paths (relative to data_dir) the script may see, in a stable order, without duplicates."""
+    hidden = {task.test_file, task.sample_submission_file} if not final else set()
+    wanted: list[str] = [task.train_file]
+    if final:
+        wanted += [p for p in (task.test_file, task.sample_submission_file) if p]
+    for data_file in task.files:
+        if data_file.role not in _PUBLIC_ROLES:
+            continue
+        if not final and data_file.role in _FINAL_ONLY_ROLES:
+            continue
+        wanted.append(data_file.path)
+    seen: set[str] = set()
+    result = []
+    for relative in wanted:
+        key = os.path.normpath(relative)
+        if key in seen or relative in hidden:
+            continue
+        seen.add(key)
+        result.append(relative)
+    return result
+
+
+def _locate(task: Task, relative: str) -> tuple[Path, Path] | None:
+    """(source, path inside the input folder) for a public file, or None when it must not be linked.
+
+    Containment is checked on the lexical path, not the resolved one, so a data folder whose files
+    are themselves symlinks to a big disk still works; only ``..`` tricks and absolute paths that
+    leave the data folder are refused.
+    """
+    data_dir = Path(os.path.abspath(task.data_dir))
+    source = Path(os.path.normpath(data_dir / relative))
+    try:
+        inner = source.relative_to(data_dir)
+    except ValueError:
+        log.warning("not linking %s into the script input: it lies outside %s", relative, data_dir)
+        return None
+    if inner == Path("."):
+        log.warning("not linking the whole data folder %s into the script input", data_dir)
+        return None
+    if task.answers_file is not None:
+        answers = Path(task.answers_file).resolve()
+        real = source.resolve()
+        if real == answers or real in answers.parents:
+            log.warning("not linking %s into the script input: it holds the private answers", relative)
+            return None
+    if not source.exists():
+        log.warning("not linking %s into the script input: it does not exist", relative)
+        return None
+    return source, inner
+
+
+def private_paths(task: Task, *, final: bool) -> list[Path]:
+    """What a script must not read although a symlink of its input leads next to it.
+
+    For ``run_script(hide=...)``: the private answers and, in development, the test file and
+    sample submission (reachable from ``input/train.csv`` by following the link to data_dir).
+    """
+    paths = [Path(task.answers_file)] if task.answers_file is not None else []
+    paths += [f.path if Path(f.path).is_absolute() else task.data_path(f.path)
+              for f in task.files if f.role == FileRole.ANSWERS]  # fmt: skip
+    if not final:
+        paths += [task.data_path(p) for p in (task.test_file, task.sample_submission_file) if p]
+        paths += [task.data_path(f.path) for f in task.files if f.role in _FINAL_ONLY_ROLES]
+    unique: dict[str, Path] = {}
+    for path in paths:
+        unique.setdefault(os.path.abspath(path), Path(os.path.abspath(path)))
+    return list(unique.values())
