@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import ast
+import builtins
+import inspect
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from mlestar.errors import MetricError
-from mlestar.metrics import METRICS, Metric, default_metric, get_metric
 from mlestar.core.task import TaskType
+from mlestar.errors import MetricError
+from mlestar.metrics import METRICS, Metric, default_metric, get_metric, snippets
 
 RNG_SEED = 7
 N = 300
@@ -28,7 +30,7 @@ def _proba(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
 
 def _snippet_fn(metric: Metric):
     namespace: dict[str, object] = {}
-    exec(compile(metric.code, metric.name, "exec"), namespace)
+    exec(compile(metric.code, metric.name, "exec"), namespace)  # noqa: S102 - the registry's own snippet
     return namespace["metric_score"]
 
 
@@ -193,6 +195,113 @@ def test_every_snippet_imports_only_numpy_and_sklearn() -> None:
                 roots.add((node.module or "").split(".")[0])
         assert roots <= {"numpy", "sklearn"}, (metric.name, roots)
         assert any(isinstance(n, ast.FunctionDef) and n.name == "metric_score" for n in tree.body)
+
+
+# --- the snippets and the code they come from -------------------------------------------------------
+
+SNIPPET_TREE = ast.parse(inspect.getsource(snippets))
+FUNCTIONS = {node.name: node for node in SNIPPET_TREE.body if isinstance(node, ast.FunctionDef)}
+HELPERS = [name for name in FUNCTIONS if name.startswith("_")]
+
+# one input each metric can score, by the first task type it is for
+SAMPLE_INPUTS = {
+    TaskType.BINARY: (np.array([0, 1, 1, 0, 1]), np.array([0.2, 0.9, 0.6, 0.4, 0.3])),
+    TaskType.MULTICLASS: (
+        np.array(["a", "b", "c", "a"]),
+        pd.DataFrame({"a": [0.6, 0.2, 0.1, 0.3], "b": [0.3, 0.7, 0.2, 0.3], "c": [0.1, 0.1, 0.7, 0.4]}),
+    ),
+    TaskType.REGRESSION: (np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 3.0])),
+}
+
+
+def _sample(metric: Metric) -> tuple[object, object]:
+    y_true, y_pred = SAMPLE_INPUTS[metric.task_types[0]]
+    if metric.task_types[0] is TaskType.MULTICLASS and not metric.needs_proba:
+        y_pred = np.array(["a", "b", "b", "a"])
+    return y_true, y_pred
+
+
+def _top_level_functions(code: str) -> list[str]:
+    return [node.name for node in ast.parse(code).body if isinstance(node, ast.FunctionDef)]
+
+
+def _unbound_names(code: str) -> set[str]:
+    """Names the code reads that nothing in it binds, and that are not builtins."""
+    tree = ast.parse(code)
+    bound, read = set(dir(builtins)), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.arg)):
+            bound.add(node.name if isinstance(node, ast.FunctionDef) else node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    return read - bound
+
+
+@pytest.mark.parametrize("name", list(METRICS))
+def test_snippet_runs_in_an_empty_namespace(name: str) -> None:
+    metric = METRICS[name]
+    assert _unbound_names(metric.code) == set()
+    namespace: dict[str, object] = {}
+    exec(compile(metric.code, name, "exec"), namespace)  # noqa: S102 - the registry's own snippet
+    y_true, y_pred = _sample(metric)
+    value = namespace["metric_score"](y_true, y_pred)
+    assert isinstance(value, float) and np.isfinite(value)
+    assert value == getattr(snippets, name)(y_true, y_pred)
+
+
+def test_unbound_names_sees_a_missing_helper() -> None:
+    assert _unbound_names("import numpy as np\ndef f(x):\n    return _vector(np.sum(x))\n") == {"_vector"}
+
+
+@pytest.mark.parametrize("name", list(METRICS))
+def test_snippet_is_title_numpy_needed_helpers_then_metric_score(name: str) -> None:
+    code = METRICS[name].code
+    lines = code.splitlines()
+    assert lines[0] == f"# {ast.get_docstring(FUNCTIONS[name])}"
+    assert lines[3] == "import numpy as np"
+    *helpers, last = _top_level_functions(code)
+    assert last == "metric_score"
+    assert helpers == [h for h in HELPERS if h in helpers], "helpers out of snippets.py's order"
+    # every helper is reached from metric_score (directly or through another helper), none is spare
+    reached, todo = set(), ["metric_score"]
+    tree = {node.name: node for node in ast.parse(code).body if isinstance(node, ast.FunctionDef)}
+    while todo:
+        for node in ast.walk(tree[todo.pop()]):
+            if isinstance(node, ast.Name) and node.id in tree and node.id not in reached:
+                reached.add(node.id)
+                todo.append(node.id)
+    assert set(helpers) == reached
+    # the body is the function's own, only renamed and without its docstring
+    assert [ast.dump(s) for s in tree["metric_score"].body] == [ast.dump(s) for s in FUNCTIONS[name].body[1:]]
+    assert [arg.arg for arg in tree["metric_score"].args.args] == ["y_true", "y_pred"]
+
+
+def test_label_and_regression_snippets_carry_only_their_helpers() -> None:
+    labels = ["_vector", "_columns", "_columnwise", "_label_key", "_label_keys", "_is_matrix", "_labels"]
+    assert _top_level_functions(METRICS["accuracy"].code) == [*labels, "metric_score"]
+    regression = ["_vector", "_columns", "_columnwise", "_floats"]
+    assert _top_level_functions(METRICS["rmse"].code) == [*regression, "metric_score"]
+    assert "_positive_label" in _top_level_functions(METRICS["f1"].code)
+    assert "_class_matrix" in _top_level_functions(METRICS["log_loss"].code)
+
+
+def test_registry_and_snippet_module_agree() -> None:
+    functions = inspect.getmembers(snippets, inspect.isfunction)
+    public = {name for name, _ in functions if not name.startswith("_")}
+    assert public == set(METRICS)
+    for name in public:
+        assert list(inspect.signature(getattr(snippets, name)).parameters) == ["y_true", "y_pred"]
+
+
+def test_snippet_module_holds_only_numpy_and_functions() -> None:
+    # The snippets copy functions and `import numpy as np`, nothing else: a module-level name
+    # (a constant, another import) would be missing from them.
+    docstring, numpy, *rest = SNIPPET_TREE.body
+    assert isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant)
+    assert ast.unparse(numpy) == "import numpy as np"
+    assert all(isinstance(node, ast.FunctionDef) for node in rest)
 
 
 @pytest.mark.parametrize(

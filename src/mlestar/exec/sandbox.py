@@ -12,12 +12,13 @@ How a script is started::
   script cannot reach the host or the internet. Unprivileged users get both through a user
   namespace (``--map-root-user``, like ``unshare -rn``). What works is found out once per process
   by actually trying (:func:`isolation_support`).
-* The launcher (a few lines of stdlib Python, below) works with or without namespaces. It sets
-  the memory rlimit inherited by everything the script starts, marks itself a child subreaper
-  (``PR_SET_CHILD_SUBREAPER``) so orphans of the script are re-parented to it rather than to init,
-  runs the script, and when the script ends kills and reaps everything still left. It reports the
-  script's own exit status to us over a pipe, so the namespaces in between never blur it. It also
-  holds the read end of a "lifeline" pipe: when we close our end, or die, it kills the script.
+* The launcher (:mod:`mlestar.exec.launcher`, stdlib Python) works with or without namespaces.
+  It sets the memory rlimit inherited by everything the script starts, marks itself a child
+  subreaper (``PR_SET_CHILD_SUBREAPER``) so orphans of the script are re-parented to it rather
+  than to init, runs the script, and when the script ends kills and reaps everything still left.
+  It reports the script's own exit status to us over a pipe, so the namespaces in between never
+  blur it. It also holds the read end of a "lifeline" pipe: when we close our end, or die, it
+  kills the script.
 * With a private mount namespace the launcher also covers files the script must not read
   (private answers, a development run's test file, the user's credential files such as
   ~/.kaggle or ~/.aws) with an empty read-only tmpfs or /dev/null, for the script's eyes only.
@@ -64,159 +65,8 @@ _KEEP_BYTES = 64 * 1024  # head and tail of each stream kept in memory for the t
 _LINE_KEEP = 4096  # the end of an unfinished line kept while looking for the score line
 _MIB = 1024 * 1024
 
-# Runs as `python -I -S -c _LAUNCHER status_fd lifeline_fd data_limit loopback hidden -- python script.py`
-# (hidden: newline-separated paths to cover, empty when there is no private mount namespace).
-# Only the standard library, no site import: it starts in a few milliseconds.
-_LAUNCHER = r"""
-import os, signal, sys, threading
-
-def prctl(option, value):
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
-    except Exception:
-        pass
-
-def loopback_up():
-    # A fresh network namespace has its loopback down; bring it up so that code talking to
-    # itself over 127.0.0.1 still works. Best effort: it needs CAP_NET_ADMIN in the namespace.
-    try:
-        import fcntl, socket, struct
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            request = struct.pack("16sH22x", b"lo", 0)
-            flags = struct.unpack("16sH22x", fcntl.ioctl(sock, 0x8913, request))[1]
-            fcntl.ioctl(sock, 0x8914, struct.pack("16sH22x", b"lo", flags | 1))
-    except Exception:
-        pass
-
-def hide(paths):
-    # Only ever called inside our own private mount namespace (unshare --mount-proc): covering a
-    # path here is invisible to the rest of the machine.
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    read_only = 1 | 2 | 4 | 8  # MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-    for path in paths:
-        target = path.encode()
-        if os.path.isdir(path):
-            libc.mount(b"tmpfs", target, b"tmpfs", read_only, b"size=4k,mode=0555")
-        elif os.path.exists(path):
-            libc.mount(b"/dev/null", target, None, 4096, None)  # MS_BIND
-
-def descendants():
-    parents = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open("/proc/%s/stat" % name, "rb") as handle:
-                    stat = handle.read()
-                parents.setdefault(int(stat[stat.rindex(b")") + 2:].split()[1]), []).append(int(name))
-            except (OSError, ValueError, IndexError):
-                pass
-    found, todo = [], [os.getpid()]
-    while todo:
-        for child in parents.get(todo.pop(), ()):
-            found.append(child)
-            todo.append(child)
-    return found
-
-def reap(block):
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            return True
-        except InterruptedError:
-            continue
-        if pid == 0:
-            return False
-
-def kill_all():
-    if os.getpid() == 1:
-        # Init of our own PID namespace: -1 reaches exactly the processes of this namespace.
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except OSError:
-            pass
-        reap(True)
-        return
-    # No PID namespace: orphans were re-parented to us (subreaper), so every process the script
-    # left behind descends from us. Repeat, since a process may fork while we kill.
-    for _ in range(200):
-        pids = descendants()
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if not reap(False):
-            import time
-            time.sleep(0.01)
-    reap(False)
-
-def main():
-    status_fd, lifeline_fd, data_limit, loopback = (int(v) for v in sys.argv[1:5])
-    hidden = sys.argv[5].split("\n") if sys.argv[5] else []
-    argv = sys.argv[7:]
-    prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
-    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with unshare / with mlestar
-    if loopback:
-        loopback_up()
-    if hidden:
-        hide(hidden)
-    try:
-        import resource
-        if data_limit > 0:
-            resource.setrlimit(resource.RLIMIT_DATA, (data_limit, data_limit))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except Exception as exc:
-        os.write(2, ("mlestar launcher: memory rlimit not set: %s\n" % exc).encode())
-    script = os.fork()
-    if script == 0:
-        try:
-            os.close(status_fd)
-            os.close(lifeline_fd)
-            prctl(1, signal.SIGKILL)
-            os.execv(argv[0], argv)
-        except BaseException as exc:
-            os.write(2, ("mlestar launcher: cannot start %s: %s\n" % (argv[0], exc)).encode())
-        os._exit(127)
-
-    def watch_lifeline():
-        try:
-            os.read(lifeline_fd, 1)
-        except OSError:
-            pass
-        kill_all()
-        os._exit(RC_KILLED)
-
-    threading.Thread(target=watch_lifeline, daemon=True).start()
-    status = None
-    while status is None:
-        try:
-            pid, code = os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        if pid == script:
-            status = code
-    kill_all()
-    import resource
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if status is None:
-        report = "lost 0"
-    elif os.WIFSIGNALED(status):
-        report = "signal %d" % os.WTERMSIG(status)
-    else:
-        report = "exit %d" % os.waitstatus_to_exitcode(status)
-    os.write(status_fd, ("%s %d\n" % (report, peak_kb)).encode())
-    os._exit(0)
-
-RC_KILLED = 137
-main()
-"""
+# The launcher's source, read once and passed to `python -I -S -c` (its docstring lists the arguments).
+_LAUNCHER = Path(__file__).with_name("launcher.py").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -249,7 +99,7 @@ def _candidates(unshare: str, cut_network: bool, privileged: bool) -> list[list[
     return result
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def isolation_support(cut_network: bool = True, *, privileged: bool | None = None) -> Isolation:
     """The strongest namespace setup that really works here (tried once, then cached).
 
@@ -266,7 +116,7 @@ def isolation_support(cut_network: bool = True, *, privileged: bool | None = Non
     for candidate in _candidates(unshare, cut_network, privileged):
         probe = [*candidate, sys.executable, "-I", "-S", "-c", ""]
         try:
-            done = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+            done = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             last_error = str(exc)
             continue
