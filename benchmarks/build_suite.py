@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from mlestar.bench.datasets import build_competition, list_competitions, read_checksums
+from builders import build_competition, list_competitions, read_checksums
 
 HERE = Path(__file__).resolve().parent
 RECORD = HERE / "suite_checksums.json"

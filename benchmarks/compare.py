@@ -10,7 +10,7 @@
 
 Each (competition, tool) runs in its own process: mlestar through its CLI
 (``mlestar run COMPETITION --time-limit S --runs-dir OUT/runs``), the baselines through
-``python -m mlestar.bench.baselines``. Submissions are graded on the private answers. The table
+``python benchmarks/baselines.py``. Submissions are graded on the private answers. The table
 shows each tool's score and wall time, and for every baseline the ratio of mlestar's score to
 the baseline's in the "better" direction: higher-is-better metrics give mlestar / baseline,
 lower-is-better ones baseline / mlestar, so > 1 always means mlestar did better. A ratio is left
@@ -44,6 +44,8 @@ from pathlib import Path
 
 DEFAULT_TOOLS = ("mlestar", "plain", "autogluon", "flaml")
 BASELINE_TOOLS = ("plain", "autogluon", "autogluon-best", "flaml")
+
+HERE = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -162,7 +164,7 @@ def _run_baseline(
     tool: str, competition: Path, time_limit: float, out: Path, timeout: float, python: str
 ) -> tuple[Path | None, str]:
     command = [
-        python, "-m", "mlestar.bench.baselines", tool, str(competition),
+        python, str(HERE / "baselines.py"), tool, str(competition),
         "--time-limit", str(time_limit), "--out", str(out),
     ]
     out.mkdir(parents=True, exist_ok=True)

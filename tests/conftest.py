@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# The dataset builders and baselines are development tooling in benchmarks/, imported by name.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from competitions import TINY_CONFIG, make_competition
 
 __all__ = ["TINY_CONFIG", "make_competition"]

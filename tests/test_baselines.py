@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from competitions import make_competition
-from mlestar.bench.baselines import BASELINES, run_baseline
-from mlestar.bench.datasets import build_competition
+from baselines import BASELINES, run_baseline
+from builders import build_competition
 from mlestar.errors import MlestarError
 from mlestar.grading import grade_submission
 from mlestar.task.intake import load_task

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlestar.bench.datasets import (
+from builders import (
     ANSWERS_FILE,
     CHECKSUM_FILE,
     Submission,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlestar.bench.leaderboard import MedalReport, grade_against_leaderboard, medal_ranks
+from mlestar.grading.leaderboard import MedalReport, grade_against_leaderboard, medal_ranks
 from mlestar.errors import MlestarError
 
 MLE_BENCH_FIELDS = {

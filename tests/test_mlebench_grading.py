@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from fixtures_task import mlebench_competition
 
-from mlestar.bench.mlebench import competition_folder, grade_with, load_grader
+from mlestar.grading.mlebench import competition_folder, grade_with, load_grader
 from mlestar.cli import main
 from mlestar.errors import MlestarError
 

@@ -11,10 +11,11 @@ stopped or crashed run without redoing finished scripts.
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = version("mlestar")  # pyproject.toml holds the one version number
 
 __all__ = ["RunResult", "Settings", "__version__", "arun", "aresume", "load_task", "resume", "run"]
 

@@ -94,7 +94,7 @@ def grade_command(
         raise ConfigError("--mlebench grades a competition folder: pass --competition DIR as well")
     name = competition_id
     if mlebench is not None:
-        from mlestar.bench.mlebench import competition_folder, grade_with, load_grader
+        from mlestar.grading.mlebench import competition_folder, grade_with, load_grader
         from mlestar.task.intake import load_task
 
         task = load_task(competition, metric=metric, id_column=id_column)  # type: ignore[arg-type]
@@ -120,7 +120,7 @@ def grade_command(
 
     report: dict[str, Any] | None = None
     if leaderboard is not None:
-        from mlestar.bench.leaderboard import grade_against_leaderboard
+        from mlestar.grading.leaderboard import grade_against_leaderboard
 
         # MLE-bench reads the direction from the leaderboard's order, whatever the metric's name says.
         medal = grade_against_leaderboard(result.score, leaderboard, valid=result.valid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-import mlestar
 from mlestar.errors import RunNotFound
 from mlestar.server.api import router
 from mlestar.server.auth import require_token
@@ -26,7 +26,7 @@ def create_app(settings: ServerOptions) -> FastAPI:
     settings.check()
     app = FastAPI(
         title="mlestar",
-        version=mlestar.__version__,
+        version=version("mlestar"),
         description="Watch, steer and inspect MLE-STAR runs. With a token configured, send it as "
         "`Authorization: Bearer <token>` or `?token=<token>`.",
         # The stock docs pages load their scripts from a CDN: the UI must work offline, so the

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlestar.errors import InvalidSubmission, MlestarError
-from mlestar.grading import GradeResult, read_submission
+from mlestar.grading.submission import GradeResult, read_submission
 from mlestar.task.profile import read_table
 
 Grader = Callable[[pd.DataFrame, pd.DataFrame], float]

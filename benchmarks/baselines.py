@@ -13,7 +13,7 @@ fits log1p(target), the usual way to optimise that metric.
 
 Run one from the shell (``benchmarks/compare.py`` does so, one process per run)::
 
-    python -m mlestar.bench.baselines plain examples/churn --time-limit 60 --out /tmp/plain
+    python benchmarks/baselines.py plain examples/churn --time-limit 60 --out /tmp/plain
 """
 
 from __future__ import annotations
@@ -391,7 +391,7 @@ def run_baseline(tool: str, competition: Path | Task, time_limit: float, out_dir
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlestar.bench.baselines", description="Run one baseline.")
+    parser = argparse.ArgumentParser(prog="python benchmarks/baselines.py", description="Run one baseline.")
     parser.add_argument("tool", choices=list(BASELINES))
     parser.add_argument("competition", type=Path)
     parser.add_argument("--time-limit", type=float, required=True, help="seconds")
