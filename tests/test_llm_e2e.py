@@ -115,3 +115,36 @@ def test_run_with_the_fake_llm(openai_fake: Endpoint, tmp_path: Path) -> None:
         assert usage.total.calls >= len(AGENTS_OF_EVERY_PHASE)
         assert usage.total.calls - usage.total.cached_calls == openai_fake.fake.count
         assert AGENTS_OF_EVERY_PHASE <= set(usage.per_agent)
+
+
+def test_listeners_and_the_cli_counter_see_every_llm_call(
+    openai_fake: Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlestar
+    from mlestar.commands.run import ProgressView
+    from mlestar.core.events import Event, EventType
+    from mlestar.store.db import RunStore
+
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("fake: {input: 1.0, output: 2.0}\n")
+    monkeypatch.setenv("MLESTAR_PRICES", str(prices))
+    monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", "sk-test")
+    competition = make_competition(tmp_path / "toy", kind="binary", rows=200)
+    seen: list[Event] = []
+    view = ProgressView(live=False, time_limit_s=None)
+    result = mlestar.run(
+        competition, runs_dir=tmp_path / "runs", run_id="listened", llm="openai-compatible:fake",
+        llm_base_url=openai_fake.url, search="off", num_models=2, num_tracks=2, outer_steps=1, inner_steps=1,
+        ensemble_rounds=1, listeners=[seen.append, view],
+    )
+    assert result.submission_path is not None
+    calls = [e for e in seen if e.type == EventType.LLM_CALL]
+    with RunStore(result.run_dir) as store:
+        recorded = store.llm_calls()
+        assert [e.seq for e in calls] == [e.seq for e in store.events(types=[EventType.LLM_CALL])]
+    assert len(calls) == len(recorded) >= len(AGENTS_OF_EVERY_PHASE)
+    assert all(e.phase in ("phase1", "phase2", "phase3", "phase4") and e.data.get("step") for e in calls)
+    refine_calls = [e for e in calls if e.phase == "phase2"]
+    assert {e.track for e in refine_calls} == {0, 1}
+    assert all(e.node_id is not None for e in refine_calls if e.data["agent"] in ("ablation", "extractor"))
+    assert view.cost == pytest.approx(sum(c.cost_usd or 0.0 for c in recorded)) and view.cost > 0

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from mlestar.core.contract import SCORE_LABEL
+
 
 class ExecLimits(BaseModel):
     timeout_s: float = 3600.0  # wall clock; the whole process group is killed past it
@@ -28,7 +30,7 @@ class ExecResult(BaseModel):
     returncode: int
     stdout: str = ""  # trimmed: head and tail kept
     stderr: str = ""  # trimmed: head and tail kept
-    score: float | None = None  # last "Final Validation Performance: <float>" line, if any
+    score: float | None = None  # the value of the last score line (mlestar.core.contract), if any
     wall_s: float = 0.0
     peak_memory_mb: float = 0.0
     timed_out: bool = False
@@ -54,7 +56,7 @@ class ExecResult(BaseModel):
             return self.stderr[-limit:] or self.stdout[-limit:]
         if self.score is None:
             return (
-                "The script finished without printing the line 'Final Validation Performance: <float>'.\n"
+                f"The script finished without printing the line '{SCORE_LABEL}: <float>'.\n"
                 + self.stdout[-limit // 2 :]
             )
         return ""

@@ -304,6 +304,7 @@ def run(
     id_column: str | None = None,
     listeners: list[EventListener] | None = None,
     brain: Brain | None = None,
+    executor: Executor | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Run the whole pipeline on a competition; every setting may be given as a keyword."""
@@ -315,7 +316,7 @@ def run(
         make_brain(settings)  # a missing key or bad model spec fails now, before a run folder exists
     store = create_run(competition, settings, run_id=run_id, metric=metric, target=target, id_column=id_column)
     with store:
-        return execute(store, listeners=listeners, brain=brain)
+        return execute(store, listeners=listeners, brain=brain, executor=executor)
 
 
 def resume(
@@ -325,6 +326,7 @@ def resume(
     time_limit_s: float | None = None,
     listeners: list[EventListener] | None = None,
     brain: Brain | None = None,
+    executor: Executor | None = None,
 ) -> RunResult:
     """Continue a stopped or crashed run; ``time_limit_s`` gives it that many more seconds."""
     store = open_run(runs_dir if runs_dir is not None else Settings.load().runs_dir, run_id)
@@ -338,4 +340,4 @@ def resume(
             config = dict(store.get_meta("config"))
             config["time_limit_s"] = float(store.get_meta("active_s", 0.0)) + time_limit_s
             store.set_meta("config", Settings.for_run(config).run_values())
-        return execute(store, listeners=listeners, brain=brain)
+        return execute(store, listeners=listeners, brain=brain, executor=executor)

@@ -115,6 +115,7 @@ class LLMBrain:
             "metric": task.metric,
             "direction": "lower" if task.lower_is_better else "higher",
             "n_dev_rows": ctx.n_dev_rows,
+            "n_folds": ctx.n_folds,
             "dev_max_rows": ctx.dev_max_rows,
             "timeout_s": int(ctx.script_timeout_s),
             "threads": ctx.threads,

@@ -7,6 +7,7 @@ from typing import Any
 
 import jinja2
 
+from mlestar.core import contract
 from mlestar.llm.providers import Message
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
@@ -43,6 +44,7 @@ class PromptRenderer:
             keep_trailing_newline=True,
             autoescape=False,
         )
+        self.env.globals.update(contract.template_globals())
         self.system = self.env.get_template("system.md").render().strip()
         self.templates = {role: self.env.get_template(f"{role}.md") for role in ROLES}
 
