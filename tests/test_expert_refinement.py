@@ -7,8 +7,11 @@ import re
 import pytest
 from test_expert_support import ROUNDS, assert_ran, assert_submission_matches, build, run_code
 
-from mlestar.brain.expert import ExpertBrain
-from mlestar.core.contract import find_blocks
+from mlestar.brain.expert import ExpertBrain, refine
+from mlestar.brain.expert.ablation import COMPONENTS
+from mlestar.brain.expert.blocks import REFINABLE
+from mlestar.brain.expert.moves import MOVES
+from mlestar.brain.expert.solution import revise, spec_of
 from mlestar.brain.expert.spec import load_spec
 from mlestar.brain.protocol import (
     AblationSummary,
@@ -19,6 +22,7 @@ from mlestar.brain.protocol import (
     ScoredScript,
     Script,
 )
+from mlestar.core.contract import find_blocks
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +86,48 @@ def test_summary_reads_direction_and_missing_variants(fx, brain):
                            "\"components\":{\"a\":{\"block\":\"model\",\"text\":\"x\"},\"b\":{\"block\":\"model\",\"text\":\"y\"}}}\n")
     summary = brain.summarize_ablation(fx.ctx, ablation, "ABLATION baseline: 1.0\nABLATION a: 1.5\n")
     assert summary.effects == {"a": pytest.approx(-0.5)} and "No result for: b" in summary.text
+
+
+def test_every_ablation_component_points_to_a_refinable_block_and_real_moves():
+    for component in COMPONENTS.values():
+        assert component.block in REFINABLE, component.id
+        assert all(move in MOVES for move in component.undoes), component.id
+    assert any(component.undoes for component in COMPONENTS.values())
+
+
+def test_ablation_variants_redeclare_the_blocks_their_spec_changes(fx, brain, tmp_path):
+    script = brain.write_candidate(fx.ctx, ModelCard(name="lightgbm"))
+    spec = spec_of(script)
+    assert spec is not None
+    bagged = spec.copy_deep()
+    bagged.models[0].seeds = 3  # seed bagging lives in the model block, fold bagging in the validation block
+    bagged.training.bagging = "folds"
+    studied = AblationSummary(text="", effects={"encoding": 0.0, "hyperparameters": 0.0})
+    ablation = brain.write_ablation(fx.ctx, ScoredScript(script=revise(script, spec, bagged), score=0.9), [studied])
+    components = ablation.info["expert"]["components"]
+    assert components["bagging"]["block"] == "model+validation"
+    assert components["categorical_columns"]["block"] == "cleaning"  # dropping columns is cleaning's job
+    run_bagging = ablation.code.split("def run_bagging():")[1].split("\ndef run_")[0]
+    assert "    MODELS = {" in run_bagging and '    BAGGING = "none"' in run_bagging
+    result = run_code(ablation.code, fx.dev, tmp_path / "ablation")
+    assert_ran(result)
+    assert re.search(r"^ABLATION bagging: \S+$", result.stdout, re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("component", "block"),
+    [("top_numeric_columns", "feature_engineering"), ("categorical_columns", "categorical_encoding"),
+     ("bagging", "validation")],
+)
+def test_refinement_picks_the_block_an_ablation_effect_points_to(fx, brain, component, block):
+    scored = ScoredScript(script=brain.write_candidate(fx.ctx, ModelCard(name="lightgbm")), score=0.9)
+    summary = AblationSummary(text="", effects={component: -0.2, "hyperparameters": -0.01})
+    extracted = refine.extract(scored, summary, [])
+    assert extracted.name == block and extracted.plan.data["block"] == block
+    assert extracted.block == find_blocks(scored.script.code)[block]
+    assert "moved the score by up to 0.2" in extracted.plan.text
+    # Without the ablation the model block comes first.
+    assert refine.extract(scored, AblationSummary(text="", effects={}), []).name == "model"
 
 
 def test_refinement_move_changes_the_block_and_still_runs(fx, brain, solutions, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -10,9 +11,13 @@ import pytest
 from test_expert_support import ROUNDS, assert_ran, assert_submission_matches, build, run_code
 
 from mlestar.brain.expert import ExpertBrain
-from mlestar.brain.expert.blocks import BLOCK_ORDER
-from mlestar.core.contract import find_blocks
+from mlestar.brain.expert.blocks import BLOCK_ORDER, BLOCKS, block_state, changed_blocks, set_block_state
+from mlestar.brain.expert.cards import CARDS, Knobs, Step
+from mlestar.brain.expert.render import render_script
+from mlestar.brain.expert.solution import new_spec, spec_of
+from mlestar.brain.expert.templating import TEMPLATE_DIR
 from mlestar.brain.protocol import BlockNotFound, Brain, ModelCard, ScoredScript, Script, replace_block
+from mlestar.core.contract import find_blocks
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +131,56 @@ def test_blocks_are_marked_extractable_and_splice_back(tasks, brain):
     assert find_blocks(changed)["model"] != model and '"num_leaves": 15' in changed
     with pytest.raises(BlockNotFound):
         replace_block(script.code, model.replace("lgb.train", "lightgbm.train"), "x")
+
+
+@pytest.mark.parametrize("card", sorted(CARDS))
+def test_every_card_brings_its_template_imports_and_knobs(tasks, card):
+    c = CARDS[card]
+    assert (TEMPLATE_DIR / c.template).is_file()
+    kinds = ["text"] if c.needs_text else [k for k in ("binary", "multiclass", "regression") if k in c.task_types]
+    for kind in kinds:
+        code = render_script(new_spec(tasks[kind].ctx, card, ROUNDS))
+        compile(code, f"{card}-{kind}.py", "exec")
+        model = find_blocks(code)["model"]
+        assert f"def fit_{card}(" in model and f"def predict_{card}(" in model
+        assert all(f"\n{line}\n" in model for line in c.imports)
+    assert c.imports and any(c.package in line for line in c.imports)
+    for knob in dataclasses.fields(Knobs):
+        value = getattr(c.knobs, knob.name)
+        if isinstance(value, Step):
+            assert value.low <= c.params[value.param] <= value.high, (card, knob.name)
+        elif value is not None:
+            assert value in c.params, (card, knob.name)
+
+
+def test_block_registry_covers_the_block_templates_in_script_order(tasks, brain):
+    # ensemble.py.j2 is the ensemble script's own block, not one of a solution's.
+    block_templates = {p.name for p in TEMPLATE_DIR.glob("*.py.j2")} - {"ensemble.py.j2"}
+    assert sorted(b.template for b in BLOCKS) == sorted(block_templates)
+    script = brain.write_candidate(tasks["binary"].ctx, ModelCard(name="lightgbm"))
+    assert list(find_blocks(script.code)) == [b.name for b in BLOCKS]
+
+
+def test_block_state_round_trips_and_each_block_owns_its_own_part(tasks, brain):
+    fx = tasks["binary"]
+    base = brain.merge(fx.ctx, ScoredScript(script=brain.write_candidate(fx.ctx, ModelCard(name="lightgbm"))),
+                       ScoredScript(script=brain.write_candidate(fx.ctx, ModelCard(name="linear"))))
+    spec = spec_of(base)
+    assert spec is not None
+    spec.training.class_weight = "balanced"
+    other = spec.copy_deep()  # differs from spec in every block
+    other.facts.seed += 1
+    other.aux_tables = ["cities.csv"]
+    other.cleaning.lowercase = True
+    other.features.groups.append("row_stats")
+    other.encoding.method = "onehot"
+    other.models[0].params["num_leaves"] = 7
+    other.training.bagging = "folds"
+    assert changed_blocks(spec, other) == list(BLOCK_ORDER)
+    for b in BLOCKS:
+        assert set_block_state(spec, b.name, block_state(spec, b.name)) == spec, b.name
+        moved = set_block_state(spec, b.name, block_state(other, b.name))
+        assert changed_blocks(spec, moved) == [b.name] and block_state(moved, b.name) == block_state(other, b.name)
 
 
 def test_state_is_recovered_from_the_code_when_info_is_lost(tasks, brain):

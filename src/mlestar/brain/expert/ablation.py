@@ -1,8 +1,8 @@
 """Ablation studies that really run: one script measuring the solution with parts removed.
 
 The ablation script keeps the solution's harness (setup, loading) and its blocks at module level,
-then defines one function per variant that re-declares only the altered block and runs the
-validation block inside the function, so every variant reuses the loaded data and differs from the
+then defines one function per variant that re-declares only the blocks the variant changes and runs
+the validation block inside the function, so every variant reuses the loaded data and differs from the
 baseline in exactly one component. Each variant prints ``ABLATION <component>: <score>``.
 """
 
@@ -13,23 +13,37 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlestar.brain.expert.blocks import BLOCK_ORDER
+from mlestar.brain.expert.blocks import BLOCK_ORDER, changed_blocks
 from mlestar.brain.expert.cards import CARDS
+from mlestar.brain.expert.facts import TaskFacts
+from mlestar.brain.expert.moves import FEATURE_GROUP_TEXT
 from mlestar.brain.expert.render import render_block
 from mlestar.brain.expert.sizing import estimated_script_s
-from mlestar.brain.expert.solution import model_spec, resize_models, spec_of
+from mlestar.brain.expert.solution import learning_rate_key, model_spec, resize_models, spec_of
 from mlestar.brain.expert.spec import INFO_KEY, SolutionSpec, attach_state, read_state
 from mlestar.brain.protocol import AblationSummary, ScoredScript, Script
 from mlestar.core import contract
 from mlestar.core.contract import block_body, find_blocks, wrap_block
 
+Variant = Callable[[SolutionSpec], SolutionSpec | None]
+
 
 @dataclass(frozen=True)
 class Component:
+    """A part of a solution an ablation measures by a variant without it: the inverse of some moves.
+
+    ``block`` is the one refinable block an effect of this component points refinement to; the
+    ablation script itself re-declares whichever blocks the variant's spec changes.
+    """
+
     id: str
-    block: str  # the block the variant replaces
-    text: str  # what the variant does, in words
-    variant: Callable[[SolutionSpec], SolutionSpec | None]
+    block: str
+    text: str  # what the variant does, in words; {encoding} and {top_numeric} are filled in per solution
+    variant: Variant
+    undoes: tuple[str, ...] = ()  # ids of the refinement moves the variant takes back
+
+    def describe(self, spec: SolutionSpec) -> str:
+        return self.text.format(encoding=describe_encoding(spec), top_numeric=", ".join(spec.facts.top_numeric[:2]))
 
 
 def _no_features(spec: SolutionSpec) -> SolutionSpec | None:
@@ -40,9 +54,9 @@ def _no_features(spec: SolutionSpec) -> SolutionSpec | None:
     return new
 
 
-def _drop_columns(columns: list[str]) -> Callable[[SolutionSpec], SolutionSpec | None]:
+def _drop_columns(columns_of: Callable[[TaskFacts], list[str]]) -> Variant:
     def variant(spec: SolutionSpec) -> SolutionSpec | None:
-        present = [c for c in columns if c not in spec.cleaning.drop_cols]
+        present = [c for c in columns_of(spec.facts) if c not in spec.cleaning.drop_cols]
         left = [c for c in spec.facts.feature_cols if c not in present and c not in spec.cleaning.drop_cols]
         if not present or not left:
             return None  # dropping them would leave nothing to learn from
@@ -105,10 +119,8 @@ def _raw_target(spec: SolutionSpec) -> SolutionSpec | None:
 
 def _smaller_trees(spec: SolutionSpec) -> SolutionSpec | None:
     m = spec.models[0]
-    knobs = {"lightgbm": "num_leaves", "tfidf_lightgbm": "num_leaves", "hist_gb": "max_leaf_nodes",
-             "xgboost": "max_depth", "catboost": "depth"}
-    key = knobs.get(m.card)
-    if key is None:
+    capacity = CARDS[m.card].knobs.capacity
+    if capacity is None:
         if CARDS[m.card].family not in ("linear", "text_linear"):
             return None
         new = spec.copy_deep()
@@ -121,8 +133,10 @@ def _smaller_trees(spec: SolutionSpec) -> SolutionSpec | None:
             return None
         return new
     new = spec.copy_deep()
-    value = m.params[key]
-    new.models[0].params[key] = max(2, value - 2) if key in ("max_depth", "depth") else max(4, value // 2)
+    value = m.params[capacity.param]
+    # one capacity step down, leaf counts rounded down
+    smaller = value - capacity.step if capacity.additive else int(value // capacity.step)
+    new.models[0].params[capacity.param] = max(capacity.low, smaller)
     return new
 
 
@@ -145,7 +159,7 @@ def _no_char_ngrams(spec: SolutionSpec) -> SolutionSpec | None:
 
 def _faster_learning(spec: SolutionSpec) -> SolutionSpec | None:
     first = spec.models[0]
-    key = next((k for k in ("learning_rate", "eta") if k in first.params), None)
+    key = learning_rate_key(first)
     if key is None or first.params[key] >= 0.3:
         return None
     new = spec.copy_deep()
@@ -153,32 +167,40 @@ def _faster_learning(spec: SolutionSpec) -> SolutionSpec | None:
     return new
 
 
-def components(spec: SolutionSpec) -> list[Component]:
-    """Every component this solution could be measured without, most informative first."""
-    f = spec.facts
-    return [
-        Component("blend", "model", "only the first model instead of the blend", _single_model),
-        Component("engineered_features", "feature_engineering", "without the engineered features", _no_features),
-        Component("encoding", "categorical_encoding",
-                  f"plain ordinal codes instead of {describe_encoding(spec)}", _ordinal),
-        Component("categorical_columns", "cleaning", "without the categorical columns", _drop_columns(f.cat_cols)),
-        Component("hyperparameters", "model", "default hyper-parameters for the first model", _default_params),
-        Component("target_transform", "validation", "the raw target instead of its log", _raw_target),
-        Component("bagging", "validation", "a single model instead of seed / fold bagging", _no_bagging),
-        Component("class_weight", "model", "without class weights", _no_class_weight),
-        Component("text_columns", "cleaning", "without the text columns", _drop_columns(f.text_cols)),
-        Component("char_ngrams", "model", "word n-grams only, no character n-grams", _no_char_ngrams),
-        Component("top_numeric_columns", "cleaning", f"without the strongest numeric columns ({', '.join(f.top_numeric[:2])})",
-                  _drop_columns(f.top_numeric[:2])),
-        Component("model_capacity", "model", "a smaller / more regularised first model", _smaller_trees),
-        Component("learning_rate", "model", "a three times higher learning rate", _faster_learning),
-    ]
+_HYPERPARAMETER_MOVES = ("lower_lr", "raise_lr", "more_capacity", "less_capacity", "min_leaf_up", "min_leaf_down",
+                         "regularize", "fewer_columns", "fewer_rows", "weaker_reg", "stronger_reg", "trigrams",
+                         "toggle_chars", "seed_bagging", "patience")
+_FEATURE_MOVES = tuple(f"add_{group}" for group in FEATURE_GROUP_TEXT)
+
+# Every component a solution could be measured without, most informative first.
+COMPONENTS: dict[str, Component] = {c.id: c for c in (
+    Component("blend", "model", "only the first model instead of the blend", _single_model, ("add_model",)),
+    Component("engineered_features", "feature_engineering", "without the engineered features", _no_features,
+              _FEATURE_MOVES),
+    Component("encoding", "categorical_encoding", "plain ordinal codes instead of {encoding}", _ordinal,
+              ("onehot", "native", "target_encoding", "count_encoding", "frequency_encoding")),
+    Component("categorical_columns", "categorical_encoding", "without the categorical columns",
+              _drop_columns(lambda f: f.cat_cols)),
+    Component("hyperparameters", "model", "default hyper-parameters for the first model", _default_params,
+              _HYPERPARAMETER_MOVES),
+    Component("target_transform", "validation", "the raw target instead of its log", _raw_target, ("target_log",)),
+    Component("bagging", "validation", "a single model instead of seed / fold bagging", _no_bagging,
+              ("fold_bagging", "seed_bagging")),
+    Component("class_weight", "model", "without class weights", _no_class_weight, ("class_weight",)),
+    Component("text_columns", "model", "without the text columns", _drop_columns(lambda f: f.text_cols)),
+    Component("char_ngrams", "model", "word n-grams only, no character n-grams", _no_char_ngrams, ("toggle_chars",)),
+    Component("top_numeric_columns", "feature_engineering", "without the strongest numeric columns ({top_numeric})",
+              _drop_columns(lambda f: f.top_numeric[:2])),
+    Component("model_capacity", "model", "a smaller / more regularised first model", _smaller_trees,
+              ("more_capacity", "weaker_reg")),
+    Component("learning_rate", "model", "a three times higher learning rate", _faster_learning, ("lower_lr",)),
+)}
 
 
 def choose(spec: SolutionSpec, previous: list[AblationSummary], limit: int = 3) -> list[tuple[Component, SolutionSpec]]:
     """2-4 components to ablate, preferring those no earlier study measured."""
     studied = {name for summary in previous for name in summary.effects}
-    usable = [(c, v) for c in components(spec) if (v := c.variant(spec)) is not None]
+    usable = [(c, v) for c in COMPONENTS.values() if (v := c.variant(spec)) is not None]
     fresh = [item for item in usable if item[0].id not in studied]
     chosen = fresh[:limit]
     if len(chosen) < 2:
@@ -227,20 +249,24 @@ def write(script: ScoredScript, previous: list[AblationSummary]) -> Script:
     parts += [shared[name] for name in BLOCK_ORDER if name != "validation"]
     # The validation helpers are shared; each variant runs the validation itself.
     parts.append(wrap_block("validation_helpers", prelude))
-    functions = [("baseline", "the solution as it is", "", "")]
+    functions = [("baseline", "the solution as it is", "", False)]
+    measured = {}
     for component, variant in chosen:
+        redeclared = changed_blocks(spec, variant)
+        text = component.describe(spec)
+        # The state names the blocks the variant's function re-declares, not the component's own block.
+        measured[component.id] = {"block": "+".join(redeclared), "text": text}
         if scaled is not spec:
             variant = variant.copy_deep()
             variant.budget_scale = scaled.budget_scale
             resize_models(variant)
-        altered = block_body(render_block(component.block, variant))
-        if component.block == "validation":
-            functions.append((component.id, component.text, _rename_score(altered), "validation"))
-        else:
-            functions.append((component.id, component.text, altered, component.block))
+        altered = "\n".join(block_body(render_block(name, variant)) for name in redeclared)
+        # A re-declared validation block runs the validation itself.
+        validates = "validation" in redeclared
+        functions.append((component.id, text, _rename_score(altered) if validates else altered, validates))
     runner = [contract.begin_marker("ablation")]
-    for name, text, altered, block in functions:
-        run = "" if block == "validation" else run_part
+    for name, text, altered, validates in functions:
+        run = "" if validates else run_part
         body = (altered + "\n" if altered else "") + run + "\nreturn VAL_SCORE\n"
         runner.append(f"def run_{name}():\n    \"\"\"{text[0].upper() + text[1:]}.\"\"\"\n{_indent(body)}")
     runner.append(
@@ -257,7 +283,7 @@ def write(script: ScoredScript, previous: list[AblationSummary]) -> Script:
         "kind": "ablation",
         "lower_is_better": spec.facts.lower_is_better,
         "metric": spec.facts.metric,
-        "components": {c.id: {"block": c.block, "text": c.text} for c, _ in chosen},
+        "components": measured,
     }
     body = "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
     return Script(code=attach_state(body, state), label=f"ablation of {spec.label}", info={INFO_KEY: state})

@@ -1,30 +1,188 @@
-"""The expert's named code blocks and how one is swapped (the markers are the script contract's)."""
+"""The registry of the expert's named code blocks, in script order (the markers are the script contract's).
+
+A ``Block`` says everything about one block: its title, its template, whether refinement may rewrite
+it, which part of a ``SolutionSpec`` it renders from (its state, read and written back) and the
+template's variables. Rendering, refinement and re-rendering of changed blocks all read this list.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mlestar.brain.expert.cards import CARDS
+from mlestar.brain.expert.facts import TaskFacts
+from mlestar.brain.expert.spec import (
+    CleaningSpec,
+    EncodingSpec,
+    FeatureSpec,
+    ModelSpec,
+    SolutionSpec,
+    TrainingSpec,
+)
+from mlestar.brain.expert.templating import render_template
 from mlestar.brain.protocol import BlockNotFound, replace_block
 from mlestar.core.contract import find_blocks
 
-BLOCK_ORDER = (
-    "setup",
-    "loading",
-    "cleaning",
-    "feature_engineering",
-    "categorical_encoding",
-    "model",
-    "validation",
+State = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    title: str
+    template: str  # under templates/
+    refinable: bool  # setup and loading are the harness: refinement leaves them alone
+    read: Callable[[SolutionSpec], State]  # the part of a spec the block renders from
+    write: Callable[[SolutionSpec, State], None]  # puts such a state into a spec (in place)
+    values: Callable[[SolutionSpec], dict[str, Any]]  # the template's variables besides the facts ``f``
+
+
+def metric_code(facts: TaskFacts) -> str:
+    """The metric snippet the grader itself runs, embedded verbatim."""
+    from mlestar.metrics import default_metric, get_metric
+
+    try:
+        return get_metric(facts.metric).code.strip("\n")
+    except Exception:  # an unknown metric name: score with the task type's default metric
+        return get_metric(default_metric(facts.task_type)).code.strip("\n")
+
+
+def model_source(m: ModelSpec, facts: TaskFacts) -> str:
+    card = CARDS[m.card]
+    return render_template(card.template, m=m, f=facts, card=m.card, title=card.title,
+                           **card.template_vars).strip("\n")
+
+
+def model_imports(models: list[ModelSpec]) -> list[str]:
+    lines: list[str] = []
+    for m in models:
+        for line in CARDS[m.card].imports:
+            if line not in lines:
+                lines.append(line)
+    plain = sorted(line for line in lines if line.startswith("import "))
+    froms = sorted(line for line in lines if line.startswith("from "))
+    return plain + froms
+
+
+# --- per block: state read, state written, template variables ---------------------------------------
+
+def _read_setup(spec: SolutionSpec) -> State:
+    return {"seed": spec.facts.seed, "threads": spec.facts.threads}
+
+
+def _write_setup(spec: SolutionSpec, state: State) -> None:
+    spec.facts.seed = state.get("seed", spec.facts.seed)
+    spec.facts.threads = state.get("threads", spec.facts.threads)
+
+
+def _read_loading(spec: SolutionSpec) -> State:
+    return {"aux_tables": list(spec.aux_tables)}
+
+
+def _write_loading(spec: SolutionSpec, state: State) -> None:
+    spec.aux_tables = list(state.get("aux_tables", []))
+
+
+def _read_cleaning(spec: SolutionSpec) -> State:
+    return spec.cleaning.model_dump(mode="json")
+
+
+def _write_cleaning(spec: SolutionSpec, state: State) -> None:
+    spec.cleaning = CleaningSpec.model_validate(state)
+
+
+def _read_features(spec: SolutionSpec) -> State:
+    return spec.features.model_dump(mode="json")
+
+
+def _write_features(spec: SolutionSpec, state: State) -> None:
+    spec.features = FeatureSpec.model_validate(state)
+
+
+def _read_encoding(spec: SolutionSpec) -> State:
+    return spec.encoding.model_dump(mode="json")
+
+
+def _write_encoding(spec: SolutionSpec, state: State) -> None:
+    spec.encoding = EncodingSpec.model_validate(state)
+
+
+# Class weights are rendered by the model block (as sample weights), so they are its state.
+def _read_model(spec: SolutionSpec) -> State:
+    return {"models": [m.model_dump(mode="json") for m in spec.models], "class_weight": spec.training.class_weight}
+
+
+def _write_model(spec: SolutionSpec, state: State) -> None:
+    spec.models = [ModelSpec.model_validate(m) for m in state["models"]]
+    spec.training.class_weight = state.get("class_weight", spec.training.class_weight)
+
+
+def _model_values(spec: SolutionSpec) -> dict[str, Any]:
+    families = {CARDS[m.card].family for m in spec.models}
+    return {
+        "imports": model_imports(spec.models),
+        "class_weight": spec.training.class_weight,
+        "models": [model_source(m, spec.facts) for m in spec.models],
+        "specs": spec.models,
+        "needs_text_helpers": bool(families & {"text_linear", "text_gbdt"}),
+        "needs_linear_helpers": bool(families & {"linear", "text_linear"}),
+    }
+
+
+def _read_validation(spec: SolutionSpec) -> State:
+    state = spec.training.model_dump(mode="json")
+    state.pop("class_weight", None)
+    return state
+
+
+def _write_validation(spec: SolutionSpec, state: State) -> None:
+    spec.training = TrainingSpec.model_validate(dict(state, class_weight=spec.training.class_weight))
+
+
+BLOCKS: tuple[Block, ...] = (
+    Block("setup", "setup and metric", "setup.py.j2", False, _read_setup, _write_setup,
+          lambda spec: {"metric_code": metric_code(spec.facts)}),
+    Block("loading", "data loading", "loading.py.j2", False, _read_loading, _write_loading,
+          lambda spec: {"aux_tables": spec.aux_tables}),
+    Block("cleaning", "cleaning", "cleaning.py.j2", True, _read_cleaning, _write_cleaning,
+          lambda spec: {"c": spec.cleaning}),
+    Block("feature_engineering", "feature engineering", "feature_engineering.py.j2", True, _read_features,
+          _write_features, lambda spec: {"fe": spec.features}),
+    Block("categorical_encoding", "categorical encoding", "categorical_encoding.py.j2", True, _read_encoding,
+          _write_encoding, lambda spec: {"e": spec.encoding}),
+    Block("model", "model and hyper-parameters", "model.py.j2", True, _read_model, _write_model, _model_values),
+    Block("validation", "training, validation and prediction", "validation.py.j2", True, _read_validation,
+          _write_validation, lambda spec: {"t": spec.training}),
 )
-# Blocks a refinement may rewrite (setup and loading are the harness).
-REFINABLE = ("model", "feature_engineering", "categorical_encoding", "validation", "cleaning")
-BLOCK_TITLES = {
-    "setup": "setup and metric",
-    "loading": "data loading",
-    "cleaning": "cleaning",
-    "feature_engineering": "feature engineering",
-    "categorical_encoding": "categorical encoding",
-    "model": "model and hyper-parameters",
-    "validation": "training, validation and prediction",
-}
+_BY_NAME: dict[str, Block] = {b.name: b for b in BLOCKS}
+BLOCK_ORDER = tuple(b.name for b in BLOCKS)
+REFINABLE = tuple(b.name for b in BLOCKS if b.refinable)
+BLOCK_TITLES = {b.name: b.title for b in BLOCKS}
+
+
+def render_body(name: str, spec: SolutionSpec) -> str:
+    """The code of block ``name`` (without its markers) rendered from ``spec``."""
+    block = _BY_NAME[name]
+    return render_template(block.template, f=spec.facts, **block.values(spec))
+
+
+def block_state(spec: SolutionSpec, name: str) -> State:
+    """The part of ``spec`` block ``name`` renders from."""
+    return _BY_NAME[name].read(spec)
+
+
+def set_block_state(spec: SolutionSpec, name: str, state: State) -> SolutionSpec:
+    """A copy of ``spec`` whose block ``name`` renders from ``state``."""
+    new = spec.copy_deep()
+    _BY_NAME[name].write(new, state)
+    return new
+
+
+def changed_blocks(old: SolutionSpec, new: SolutionSpec) -> list[str]:
+    """The blocks, in script order, that render differently from ``new`` than from ``old``."""
+    return [b.name for b in BLOCKS if b.read(old) != b.read(new)]
 
 
 def swap_block(code: str, name: str, new_block: str) -> str:

@@ -2,7 +2,9 @@
 
 A card is what a strong practitioner would pull out of memory for a task: a short description of
 when the model shines, real example code, the package it needs and sensible starting
-hyper-parameters. ``rank_cards`` orders the applicable cards by expected strength for a task.
+hyper-parameters. It also carries what the scripts need of it: its template, the imports that
+template relies on, and its knobs (which of its parameters the moves, ablations and fixes turn).
+``rank_cards`` orders the applicable cards by expected strength for a task.
 """
 
 from __future__ import annotations
@@ -15,6 +17,30 @@ from mlestar.brain.expert.facts import TaskFacts
 
 
 @dataclass(frozen=True)
+class Step:
+    """A parameter moved one step at a time: times ``step`` (plus ``step`` when additive), within bounds."""
+
+    param: str
+    step: float
+    low: float
+    high: float
+    additive: bool = False
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """A card's names for the parameters the expert turns; None where the card has no such knob."""
+
+    learning_rate: str | None = None
+    capacity: Step | None = None  # leaves or depth
+    min_leaf: Step | None = None  # samples (or hessian weight) a leaf needs
+    l2: str | None = None
+    colsample: str | None = None  # share of columns per tree
+    rowsample: str | None = None  # share of rows per tree
+    bins: str | None = None  # histogram bins per feature
+
+
+@dataclass(frozen=True)
 class Card:
     name: str
     title: str
@@ -22,7 +48,11 @@ class Card:
     family: str  # gbdt | forest | linear | text_linear | text_gbdt
     description: str
     example_code: str
+    template: str  # under templates/: fit_<key> and predict_<key> for one model
+    imports: tuple[str, ...]  # the lines the template's code needs
     params: dict[str, Any] = field(default_factory=dict)
+    knobs: Knobs = Knobs()
+    template_vars: dict[str, str] = field(default_factory=dict)  # for templates shared by several cards
     task_types: tuple[str, ...] = ("binary", "multiclass", "regression", "multilabel")
     needs_text: bool = False
     # seconds per boosting round (or tree) per million training cells on one thread: sizing input
@@ -31,6 +61,13 @@ class Card:
     cat_cost_per_mcell: float = 0.0
     uses_rounds: bool = True  # has boosting rounds / trees sized to the time budget
 
+
+_SKLEARN_LINEAR = (
+    "from sklearn.compose import ColumnTransformer",
+    "from sklearn.impute import SimpleImputer",
+    "from sklearn.pipeline import Pipeline, make_pipeline",
+    "from sklearn.preprocessing import OneHotEncoder, StandardScaler",
+)
 
 LIGHTGBM = Card(
     name="lightgbm",
@@ -53,6 +90,11 @@ model = lgb.train(params, train_set, num_boost_round=5000, valid_sets=[valid_set
                   callbacks=[lgb.early_stopping(100, verbose=False)])
 proba = model.predict(X_valid, num_iteration=model.best_iteration)
 ''',
+    template="models/lightgbm.py.j2",
+    imports=("import lightgbm as lgb",),
+    knobs=Knobs(learning_rate="learning_rate", capacity=Step("num_leaves", 2.0, 4, 255),
+                min_leaf=Step("min_child_samples", 3.0, 2, 400), l2="lambda_l2", colsample="feature_fraction",
+                rowsample="bagging_fraction", bins="max_bin"),
     params={
         "learning_rate": 0.05,
         "num_leaves": 31,
@@ -88,6 +130,11 @@ booster = xgb.train(params, dtrain, num_boost_round=5000, evals=[(dvalid, "valid
                     early_stopping_rounds=100, verbose_eval=False)
 proba = booster.predict(dvalid, iteration_range=(0, booster.best_iteration + 1))
 ''',
+    template="models/xgboost.py.j2",
+    imports=("import xgboost as xgb",),
+    knobs=Knobs(learning_rate="eta", capacity=Step("max_depth", 2, 2, 12, additive=True),
+                min_leaf=Step("min_child_weight", 4.0, 0.5, 100.0), l2="lambda", colsample="colsample_bytree",
+                rowsample="subsample", bins="max_bin"),
     params={
         "eta": 0.05,
         "max_depth": 6,
@@ -120,6 +167,10 @@ model.fit(X_train, y_train, cat_features=cat_cols, eval_set=(X_valid, y_valid),
           early_stopping_rounds=200, use_best_model=True)
 proba = model.predict_proba(X_valid)[:, 1]
 ''',
+    template="models/catboost.py.j2",
+    imports=("from catboost import CatBoostClassifier, CatBoostRegressor",),
+    knobs=Knobs(learning_rate="learning_rate", capacity=Step("depth", 2, 2, 10, additive=True), l2="l2_leaf_reg",
+                bins="border_count"),
     params={"learning_rate": 0.06, "depth": 6, "l2_leaf_reg": 3.0, "random_strength": 1.0, "border_count": 254},
     cost_per_mcell=0.006,
     cat_cost_per_mcell=0.2,
@@ -143,6 +194,10 @@ model = HistGradientBoostingClassifier(learning_rate=0.06, max_iter=2000, max_le
 model.fit(X_train, y_train, X_val=X_valid, y_val=y_valid)
 proba = model.predict_proba(X_valid)[:, 1]
 ''',
+    template="models/hist_gb.py.j2",
+    imports=("from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor",),
+    knobs=Knobs(learning_rate="learning_rate", capacity=Step("max_leaf_nodes", 2.0, 4, 255),
+                min_leaf=Step("min_samples_leaf", 3.0, 2, 400), l2="l2_regularization", bins="max_bins"),
     params={"learning_rate": 0.06, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 1.0, "max_bins": 255},
     cost_per_mcell=0.004,
 )
@@ -163,6 +218,10 @@ model = RandomForestClassifier(n_estimators=500, max_features="sqrt", min_sample
 model.fit(X_train.fillna(-999), y_train)
 proba = model.predict_proba(X_valid.fillna(-999))[:, 1]
 ''',
+    template="models/forest.py.j2",
+    imports=("from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor",),
+    knobs=Knobs(min_leaf=Step("min_samples_leaf", 3.0, 1, 50)),
+    template_vars={"regressor": "RandomForestRegressor", "classifier": "RandomForestClassifier"},
     params={"max_features": "sqrt", "min_samples_leaf": 1, "max_depth": None},
     cost_per_mcell=0.06,
 )
@@ -183,6 +242,10 @@ model = ExtraTreesRegressor(n_estimators=500, max_features=0.5, min_samples_leaf
 model.fit(X_train.fillna(-999), y_train)
 pred = model.predict(X_valid.fillna(-999))
 ''',
+    template="models/forest.py.j2",
+    imports=("from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor",),
+    knobs=Knobs(min_leaf=Step("min_samples_leaf", 3.0, 1, 50)),
+    template_vars={"regressor": "ExtraTreesRegressor", "classifier": "ExtraTreesClassifier"},
     params={"max_features": 0.5, "min_samples_leaf": 2, "max_depth": None},
     cost_per_mcell=0.03,
 )
@@ -210,6 +273,8 @@ model = make_pipeline(prep, LogisticRegression(C=1.0, max_iter=2000))
 model.fit(X_train, y_train)
 proba = model.predict_proba(X_valid)[:, 1]
 ''',
+    template="models/linear.py.j2",
+    imports=_SKLEARN_LINEAR + ("from sklearn.linear_model import LogisticRegression, Ridge",),
     params={"C": 1.0, "alpha": 1.0, "min_frequency": 5},
     cost_per_mcell=0.0,
     uses_rounds=False,
@@ -237,6 +302,11 @@ X_va = hstack([word.transform(text_valid), char.transform(text_valid)]).tocsr()
 model = LogisticRegression(C=4.0, max_iter=2000).fit(X_tr, y_train)
 proba = model.predict_proba(X_va)[:, 1]
 ''',
+    template="models/tfidf_linear.py.j2",
+    imports=_SKLEARN_LINEAR + (
+        "from sklearn.feature_extraction.text import TfidfVectorizer",
+        "from sklearn.linear_model import LogisticRegression, Ridge",
+    ),
     params={"C": 4.0, "alpha": 1.0, "word_ngrams": [1, 2], "char_ngrams": [2, 5], "max_features": 200000,
             "use_char": True, "min_df": 2},
     needs_text=True,
@@ -262,6 +332,11 @@ model = SGDClassifier(loss="modified_huber", alpha=2e-5, max_iter=30, tol=None, 
 model.fit(X_tr, y_train)
 proba = model.predict_proba(vec.transform(text_valid))[:, 1]
 ''',
+    template="models/tfidf_linear.py.j2",
+    imports=_SKLEARN_LINEAR + (
+        "from sklearn.feature_extraction.text import TfidfVectorizer",
+        "from sklearn.linear_model import SGDClassifier, SGDRegressor",
+    ),
     params={"alpha": 2e-5, "epochs": 30, "word_ngrams": [1, 2], "max_features": 300000, "min_df": 2},
     task_types=("binary", "multiclass", "multilabel"),
     needs_text=True,
@@ -290,6 +365,14 @@ model = lgb.train({"objective": "binary", "learning_rate": 0.05, "num_leaves": 6
                   lgb.Dataset(X_tr, y_train), 3000, valid_sets=[lgb.Dataset(X_va, y_valid)],
                   callbacks=[lgb.early_stopping(100, verbose=False)])
 ''',
+    template="models/tfidf_lightgbm.py.j2",
+    imports=(
+        "import lightgbm as lgb",
+        "from scipy.sparse import csr_matrix, hstack",
+        "from sklearn.feature_extraction.text import TfidfVectorizer",
+    ),
+    knobs=Knobs(learning_rate="learning_rate", capacity=Step("num_leaves", 2.0, 4, 255),
+                min_leaf=Step("min_child_samples", 3.0, 2, 400), l2="lambda_l2", colsample="feature_fraction"),
     params={"learning_rate": 0.05, "num_leaves": 63, "min_child_samples": 10, "feature_fraction": 0.5,
             "lambda_l2": 1.0, "max_features": 20000},
     needs_text=True,

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 from mlestar.brain.expert.cards import CARDS, fallback_cards
 from mlestar.brain.expert.render import render_block, render_script, spec_state
-from mlestar.brain.expert.solution import model_spec, resize_models, revise, spec_of, unique_key
+from mlestar.brain.expert.solution import (
+    learning_rate_key,
+    model_spec,
+    resize_models,
+    revise,
+    spec_of,
+    unique_key,
+)
 from mlestar.brain.expert.spec import SolutionSpec, attach_state, state_kind
 from mlestar.brain.protocol import BrainContext, Script
 from mlestar.core import contract
@@ -83,9 +90,9 @@ def _out_of_memory(spec: SolutionSpec, match: re.Match[str], ctx: BrainContext) 
     new = _lighter(spec, 0.7)
     new.models = new.models[:1]
     for m in new.models:
-        for key in ("max_bin", "border_count", "max_bins"):
-            if key in m.params:
-                m.params[key] = min(63, m.params[key])
+        bins = CARDS[m.card].knobs.bins
+        if bins is not None and bins in m.params:
+            m.params[bins] = min(63, m.params[bins])
     rows = spec.training.max_fit_rows or spec.facts.n_rows
     new.training.max_fit_rows = max(1000, int(rows * 0.5))
     new.features.groups = [g for g in new.features.groups if g not in ("cat_interactions", "value_counts", "products")]
@@ -95,9 +102,9 @@ def _out_of_memory(spec: SolutionSpec, match: re.Match[str], ctx: BrainContext) 
 def _timeout(spec: SolutionSpec, match: re.Match[str], ctx: BrainContext) -> SolutionSpec | None:
     new = _lighter(spec, 0.4)
     for m in new.models:
-        for key in ("learning_rate", "eta"):
-            if key in m.params:
-                m.params[key] = min(0.3, round(m.params[key] * 2, 4))
+        rate = learning_rate_key(m)
+        if rate is not None:
+            m.params[rate] = min(0.3, round(m.params[rate] * 2, 4))
         m.early_stopping = max(10, m.early_stopping // 2)
         if CARDS[m.card].family == "forest":
             m.max_rounds = max(50, m.max_rounds // 3)

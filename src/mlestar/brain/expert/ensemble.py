@@ -11,10 +11,11 @@ from __future__ import annotations
 import ast
 import textwrap
 
-from mlestar.brain.expert.render import environment, render_block
+from mlestar.brain.expert.render import render_block
 from mlestar.brain.expert.sizing import estimated_script_s
 from mlestar.brain.expert.solution import resize_models, spec_of
 from mlestar.brain.expert.spec import INFO_KEY, SolutionSpec, attach_state, strip_state
+from mlestar.brain.expert.templating import render_template
 from mlestar.brain.protocol import EnsembleAttempt, RefinementPlan, ScoredScript, Script
 from mlestar.core import contract
 from mlestar.core.contract import find_blocks, wrap_block
@@ -120,7 +121,7 @@ def implement(solutions: list[ScoredScript], plan_: RefinementPlan) -> Script:
     )
     setup = find_blocks(members[0].script.code).get("setup") or render_block("setup", spec)
     wrapped = [wrap_solution(code, name, spec.facts.classification) for code, name in zip(codes, names, strict=True)]
-    combine = environment().get_template("ensemble.py.j2").render(method=method, members=names, f=spec.facts)
+    combine = render_template("ensemble.py.j2", method=method, members=names, f=spec.facts)
     parts = [header, setup, wrap_block("members", "\n\n".join(wrapped)), wrap_block("ensemble", combine)]
     state = {"kind": "ensemble", "method": method, "members": [p.label for p in member_specs]}
     code = attach_state("\n\n".join(p.rstrip("\n") + "\n" for p in parts), state)

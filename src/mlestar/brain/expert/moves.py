@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mlestar.brain.expert.cards import CARDS, rank_cards
+from mlestar.brain.expert.cards import CARDS, Step, rank_cards
 from mlestar.brain.expert.sizing import MAX_ROUNDS, estimated_script_s, round_budget
-from mlestar.brain.expert.solution import LR_KEYS, model_spec, unique_key
+from mlestar.brain.expert.solution import learning_rate_key, model_spec, unique_key
 from mlestar.brain.expert.spec import ModelSpec, SolutionSpec
 
 Apply = Callable[[SolutionSpec], SolutionSpec | None]
@@ -31,37 +31,6 @@ class Move:
 
 # --- helpers ---------------------------------------------------------------------------------------
 
-# Per card: parameter name, multiplier (or additive step when ``add``), bounds.
-_CAPACITY = {
-    "lightgbm": ("num_leaves", 2.0, 4, 255, False),
-    "tfidf_lightgbm": ("num_leaves", 2.0, 4, 255, False),
-    "xgboost": ("max_depth", 2, 2, 12, True),
-    "catboost": ("depth", 2, 2, 10, True),
-    "hist_gb": ("max_leaf_nodes", 2.0, 4, 255, False),
-}
-_MIN_LEAF = {
-    "lightgbm": ("min_child_samples", 3.0, 2, 400),
-    "tfidf_lightgbm": ("min_child_samples", 3.0, 2, 400),
-    "xgboost": ("min_child_weight", 4.0, 0.5, 100.0),
-    "hist_gb": ("min_samples_leaf", 3.0, 2, 400),
-    "random_forest": ("min_samples_leaf", 3.0, 1, 50),
-    "extra_trees": ("min_samples_leaf", 3.0, 1, 50),
-}
-_L2 = {
-    "lightgbm": "lambda_l2",
-    "tfidf_lightgbm": "lambda_l2",
-    "xgboost": "lambda",
-    "catboost": "l2_leaf_reg",
-    "hist_gb": "l2_regularization",
-}
-_COLSAMPLE = {"lightgbm": "feature_fraction", "tfidf_lightgbm": "feature_fraction", "xgboost": "colsample_bytree"}
-_ROWSAMPLE = {"lightgbm": "bagging_fraction", "xgboost": "subsample"}
-
-
-def _primary(spec: SolutionSpec) -> ModelSpec:
-    return spec.models[0]
-
-
 def _edit_primary(spec: SolutionSpec, change: Callable[[ModelSpec], bool]) -> SolutionSpec | None:
     """Copy of ``spec`` with ``change`` applied to its first model; None when nothing changed."""
     new = spec.copy_deep()
@@ -70,24 +39,22 @@ def _edit_primary(spec: SolutionSpec, change: Callable[[ModelSpec], bool]) -> So
     return new
 
 
-def _scale_param(m: ModelSpec, table: dict, up: bool) -> bool:
-    if m.card not in table:
+def _scale_param(m: ModelSpec, knob: Step | None, up: bool) -> bool:
+    if knob is None:
         return False
-    name, step, low, high, *rest = table[m.card]
-    additive = bool(rest and rest[0])
-    current = m.params.get(name)
+    current = m.params.get(knob.param)
     if current is None:
         return False
-    if additive:
-        value = current + step if up else current - step
+    if knob.additive:
+        value = current + knob.step if up else current - knob.step
     else:
-        value = current * step if up else current / step
-    value = max(low, min(high, value))
+        value = current * knob.step if up else current / knob.step
+    value = max(knob.low, min(knob.high, value))
     if isinstance(current, int):
-        value = int(round(value))
+        value = round(value)
     if value == current:
         return False
-    m.params[name] = value
+    m.params[knob.param] = value
     return True
 
 
@@ -106,7 +73,7 @@ def _affordable(spec: SolutionSpec, factor: float) -> bool:
 
 def _lower_lr(spec: SolutionSpec) -> SolutionSpec | None:
     def change(m: ModelSpec) -> bool:
-        key = next((k for k in LR_KEYS if k in m.params), None)
+        key = learning_rate_key(m)
         if key is None or not CARDS[m.card].uses_rounds or m.params[key] <= 0.011:
             return False
         rounds = min(MAX_ROUNDS, m.max_rounds * 2, round_budget(m.card, spec.facts, _time_share(spec)) * 2)
@@ -122,7 +89,7 @@ def _lower_lr(spec: SolutionSpec) -> SolutionSpec | None:
 
 def _raise_lr(spec: SolutionSpec) -> SolutionSpec | None:
     def change(m: ModelSpec) -> bool:
-        key = next((k for k in LR_KEYS if k in m.params), None)
+        key = learning_rate_key(m)
         if key is None or m.params[key] >= 0.3:
             return False
         m.params[key] = round(min(0.3, m.params[key] * 2), 4)
@@ -132,16 +99,16 @@ def _raise_lr(spec: SolutionSpec) -> SolutionSpec | None:
 
 
 def _capacity(up: bool) -> Apply:
-    return lambda spec: _edit_primary(spec, lambda m: _scale_param(m, _CAPACITY, up))
+    return lambda spec: _edit_primary(spec, lambda m: _scale_param(m, CARDS[m.card].knobs.capacity, up))
 
 
 def _min_leaf(up: bool) -> Apply:
-    return lambda spec: _edit_primary(spec, lambda m: _scale_param(m, _MIN_LEAF, up))
+    return lambda spec: _edit_primary(spec, lambda m: _scale_param(m, CARDS[m.card].knobs.min_leaf, up))
 
 
 def _regularize(spec: SolutionSpec) -> SolutionSpec | None:
     def change(m: ModelSpec) -> bool:
-        key = _L2.get(m.card)
+        key = CARDS[m.card].knobs.l2
         if key is None:
             return False
         current = float(m.params.get(key, 0.0))
@@ -155,7 +122,7 @@ def _regularize(spec: SolutionSpec) -> SolutionSpec | None:
 
 def _fewer_columns(spec: SolutionSpec) -> SolutionSpec | None:
     def change(m: ModelSpec) -> bool:
-        key = _COLSAMPLE.get(m.card)
+        key = CARDS[m.card].knobs.colsample
         if key is not None:
             if m.params.get(key, 1.0) <= 0.4:
                 return False
@@ -174,7 +141,7 @@ def _fewer_columns(spec: SolutionSpec) -> SolutionSpec | None:
 
 def _fewer_rows(spec: SolutionSpec) -> SolutionSpec | None:
     def change(m: ModelSpec) -> bool:
-        key = _ROWSAMPLE.get(m.card)
+        key = CARDS[m.card].knobs.rowsample
         if key is None or m.params.get(key, 1.0) <= 0.55:
             return False
         m.params[key] = 0.6

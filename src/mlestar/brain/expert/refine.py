@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlestar.brain.expert.blocks import BLOCK_TITLES, REFINABLE
+from mlestar.brain.expert.ablation import COMPONENTS
+from mlestar.brain.expert.blocks import BLOCK_TITLES, REFINABLE, block_state, set_block_state
 from mlestar.brain.expert.moves import CATALOGUE, MOVES, Move, applicable
 from mlestar.brain.expert.render import render_block
-from mlestar.brain.expert.solution import block_state, set_block_state, spec_of, to_script
+from mlestar.brain.expert.solution import spec_of, to_script
 from mlestar.brain.expert.spec import SolutionSpec
 from mlestar.brain.protocol import (
     AblationSummary,
@@ -28,22 +29,7 @@ from mlestar.brain.protocol import (
 )
 from mlestar.core.contract import block_name, find_blocks
 
-# Which block an ablation component speaks about.
-COMPONENT_BLOCKS = {
-    "engineered_features": "feature_engineering",
-    "categorical_columns": "categorical_encoding",
-    "encoding": "categorical_encoding",
-    "hyperparameters": "model",
-    "blend": "model",
-    "model_capacity": "model",
-    "bagging": "validation",
-    "target_transform": "validation",
-    "text_columns": "model",
-    "class_weight": "model",
-    "char_ngrams": "model",
-    "top_numeric_columns": "feature_engineering",
-    "learning_rate": "model",
-}
+# Which refinable block to improve first when ablations do not tell them apart.
 _PRIORITY = ("model", "feature_engineering", "categorical_encoding", "validation", "cleaning")
 
 
@@ -63,7 +49,8 @@ def block_impacts(summary: AblationSummary | None) -> dict[str, float]:
     """Largest absolute ablation effect per block."""
     impacts: dict[str, float] = {}
     for component, effect in (summary.effects if summary else {}).items():
-        block = COMPONENT_BLOCKS.get(component) or (component if component in REFINABLE else None)
+        known = COMPONENTS.get(component)
+        block = known.block if known else (component if component in REFINABLE else None)
         if block is None:
             continue
         impacts[block] = max(impacts.get(block, 0.0), abs(float(effect)))

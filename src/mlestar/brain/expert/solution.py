@@ -6,9 +6,7 @@ splices them into the script as it is, so edits made elsewhere in the code survi
 
 from __future__ import annotations
 
-from typing import Any
-
-from mlestar.brain.expert.blocks import swap_block
+from mlestar.brain.expert.blocks import changed_blocks, swap_block
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import TaskFacts, task_facts
 from mlestar.brain.expert.render import render_block, spec_state, to_script
@@ -27,7 +25,6 @@ from mlestar.brain.protocol import BrainContext, Script
 from mlestar.core.contract import find_blocks
 
 LOG_METRICS = ("rmsle", "msle", "mean_squared_log_error")
-LR_KEYS = ("learning_rate", "eta")
 
 
 def default_features(facts: TaskFacts, card_name: str) -> FeatureSpec:
@@ -51,14 +48,19 @@ def model_spec(card_name: str, facts: TaskFacts, *, key: str | None = None, shar
     card = CARDS[card_name]
     params = dict(card.params)
     rounds = round_budget(card_name, facts, share, cap) if card.uses_rounds else 0
-    if card.family in ("gbdt", "text_gbdt"):
-        for lr_key in LR_KEYS:
-            if lr_key in params:
-                params[lr_key] = learning_rate_for(rounds, params[lr_key])
+    lr_key = card.knobs.learning_rate
+    if lr_key is not None and lr_key in params:
+        params[lr_key] = learning_rate_for(rounds, params[lr_key])
     early = 100 if rounds >= 1000 else 50
     if cap:
         early = min(early, max(10, cap // 4))
     return ModelSpec(key=key or card_name, card=card_name, params=params, max_rounds=rounds, early_stopping=early)
+
+
+def learning_rate_key(m: ModelSpec) -> str | None:
+    """The model's learning-rate parameter, when its card has one and the model sets it."""
+    key = CARDS[m.card].knobs.learning_rate
+    return key if key is not None and key in m.params else None
 
 
 def new_spec(ctx: BrainContext, card_name: str, cap: int | None = None) -> SolutionSpec:
@@ -86,9 +88,9 @@ def resize_models(spec: SolutionSpec, cap: int | None = None) -> None:
         budget = round_budget(m.card, spec.facts, share, cap)
         if budget < m.max_rounds:
             m.max_rounds = budget
-            for lr_key in LR_KEYS:
-                if lr_key in m.params:
-                    m.params[lr_key] = learning_rate_for(budget, m.params[lr_key])
+            lr_key = learning_rate_key(m)
+            if lr_key is not None:
+                m.params[lr_key] = learning_rate_for(budget, m.params[lr_key])
 
 
 def unique_key(spec: SolutionSpec, card_name: str) -> str:
@@ -99,49 +101,6 @@ def unique_key(spec: SolutionSpec, card_name: str) -> str:
     while f"{card_name}_{n}" in taken:
         n += 1
     return f"{card_name}_{n}"
-
-
-# --- block state: the part of a spec one block renders from ------------------------------------
-
-def block_state(spec: SolutionSpec, name: str) -> dict[str, Any]:
-    if name == "cleaning":
-        return spec.cleaning.model_dump(mode="json")
-    if name == "feature_engineering":
-        return spec.features.model_dump(mode="json")
-    if name == "categorical_encoding":
-        return spec.encoding.model_dump(mode="json")
-    if name == "model":
-        return {"models": [m.model_dump(mode="json") for m in spec.models],
-                "class_weight": spec.training.class_weight}
-    if name == "validation":
-        t = spec.training.model_dump(mode="json")
-        t.pop("class_weight", None)
-        return t
-    if name == "loading":
-        return {"aux_tables": list(spec.aux_tables)}
-    if name == "setup":
-        return {"seed": spec.facts.seed, "threads": spec.facts.threads}
-    return {}
-
-
-def set_block_state(spec: SolutionSpec, name: str, state: dict[str, Any]) -> SolutionSpec:
-    """A copy of ``spec`` whose block ``name`` renders from ``state``."""
-    new = spec.copy_deep()
-    if name == "cleaning":
-        new.cleaning = CleaningSpec.model_validate(state)
-    elif name == "feature_engineering":
-        new.features = FeatureSpec.model_validate(state)
-    elif name == "categorical_encoding":
-        new.encoding = EncodingSpec.model_validate(state)
-    elif name == "model":
-        new.models = [ModelSpec.model_validate(m) for m in state["models"]]
-        new.training.class_weight = state.get("class_weight", new.training.class_weight)
-    elif name == "validation":
-        values = dict(state, class_weight=new.training.class_weight)
-        new.training = TrainingSpec.model_validate(values)
-    elif name == "loading":
-        new.aux_tables = list(state.get("aux_tables", []))
-    return new
 
 
 # --- specs and code --------------------------------------------------------------------------------
@@ -163,11 +122,6 @@ def apply_spec(code: str, spec: SolutionSpec, blocks: list[str]) -> str:
     for name in blocks:
         code = swap_block(code, name, render_block(name, spec))
     return attach_state(code, spec_state(spec))
-
-
-def changed_blocks(old: SolutionSpec, new: SolutionSpec) -> list[str]:
-    names = ["setup", "loading", "cleaning", "feature_engineering", "categorical_encoding", "model", "validation"]
-    return [n for n in names if block_state(old, n) != block_state(new, n)]
 
 
 def revise(script: Script, old: SolutionSpec, new: SolutionSpec, label: str | None = None) -> Script:
