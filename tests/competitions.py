@@ -1,4 +1,4 @@
-"""Tiny competitions built on the fly, and a tiny pipeline configuration, shared by the tests.
+"""The one builder of tiny competitions for the tests, and a tiny pipeline configuration.
 
 A plain module rather than conftest.py: tests/browser has its own conftest, and two modules named
 ``conftest`` cannot both be imported by name."""
@@ -23,37 +23,156 @@ TINY_CONFIG = {
 }
 
 
-def make_competition(root: Path, kind: str = "binary", n_rows: int = 400, seed: int = 0) -> Path:
-    """A small competition folder: train/test/sample_submission/description.md + private answers."""
+def make_competition(
+    root: Path, kind: str = "binary", n_rows: int = 300, seed: int = 0, *, aux: bool = False, clean: bool = False
+) -> Path:
+    """A tiny competition with private answers and a real signal. ``kind``: binary, regression,
+    multiclass or text; ``aux`` adds a table the first draft does not use; unless ``clean``, the
+    categoricals have messy spacing and a second one has missing values (real data does)."""
     rng = np.random.default_rng(seed)
-    n_total = n_rows + n_rows // 4
-    x1 = rng.normal(size=n_total)
-    x2 = rng.normal(size=n_total)
-    city = rng.choice(["paris", "oslo", "lima", "kyiv"], size=n_total)
-    city_effect = pd.Series(city).map({"paris": 0.8, "oslo": -0.5, "lima": 0.2, "kyiv": -0.9}).to_numpy()
-    x3 = np.where(rng.random(n_total) < 0.1, np.nan, rng.uniform(0, 10, size=n_total))
-    signal = 1.5 * x1 - x2 + city_effect + 0.1 * np.nan_to_num(x3, nan=5.0)
-    frame = pd.DataFrame({"id": np.arange(n_total), "x1": x1.round(5), "x2": x2.round(5), "city": city,
-                          "x3": np.round(x3, 4)})
-    if kind == "binary":
-        frame["target"] = (signal + rng.normal(scale=0.7, size=n_total) > 0.3).astype(int)
-        metric_text = "Submissions are evaluated on area under the ROC curve between the predicted probability and the observed target."
-        placeholder = 0.5
+    n = n_rows + n_rows // 4
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    city = rng.choice(["paris", "oslo", "lima", "kyiv", *([] if clean else [" oslo"])], size=n)
+    effect = pd.Series(city).str.strip().map({"paris": 0.8, "oslo": -0.5, "lima": 0.2, "kyiv": -0.9}).to_numpy()
+    x3 = np.where(rng.random(n) < 0.15, np.nan, rng.uniform(0, 10, n))
+    plan = np.where(rng.random(n) < 0.1, None, rng.choice(["basic", "pro", "team"], size=n))
+    signal = 1.5 * x1 - x2 + effect + 0.1 * np.nan_to_num(x3, nan=5.0)
+    frame = pd.DataFrame({"id": np.arange(n) + 1000, "x1": x1.round(4), "x2": x2.round(4), "city": city,
+                          "x3": x3.round(3), "plan": plan})
+    if clean:
+        frame = frame.drop(columns=["plan"])
+    if kind == "text":
+        good, bad = ["good", "great", "fine", "love", "nice"], ["bad", "awful", "meh", "hate", "poor"]
+        words = np.array(good + bad)
+        docs = [" ".join(rng.choice(np.concatenate([words, good if s > 0.3 else bad]), size=rng.integers(5, 15)))
+                for s in signal]
+        frame = pd.DataFrame({"id": np.arange(n), "review": docs, "hint": x2.round(3)})
+        frame["label"] = np.where(signal > 0.3, "positive", "negative")
+        target, sample_value, metric = "label", "positive", "Submissions are evaluated on accuracy."
+    elif kind == "binary":
+        frame["target"] = (signal + rng.normal(scale=0.7, size=n) > 0.3).astype(int)
+        target, sample_value, metric = "target", 0.5, "Evaluated on area under the ROC curve."
+    elif kind == "multiclass":
+        frame["species"] = np.select([signal < -0.5, signal < 1.0], ["a", "b"], "c")
+        target, sample_value, metric = "species", None, "Submissions are evaluated with multi-class log loss."
     elif kind == "regression":
-        frame["target"] = (10 + 3 * signal + rng.normal(scale=1.0, size=n_total)).round(4)
-        metric_text = "Submissions are scored on the root mean squared error (RMSE)."
-        placeholder = 0.0
+        frame["target"] = (10 + 3 * signal + rng.normal(size=n)).round(3)
+        target, sample_value, metric = "target", 0.0, "Scored by root mean squared error (RMSE)."
     else:
         raise ValueError(kind)
     root.mkdir(parents=True, exist_ok=True)
     train, test = frame.iloc[:n_rows], frame.iloc[n_rows:]
     train.to_csv(root / "train.csv", index=False)
-    test.drop(columns=["target"]).to_csv(root / "test.csv", index=False)
-    pd.DataFrame({"id": test["id"], "target": placeholder}).to_csv(root / "sample_submission.csv", index=False)
+    test.drop(columns=[target]).to_csv(root / "test.csv", index=False)
+    if kind == "multiclass":
+        sample = pd.DataFrame({"id": test["id"], "a": 1 / 3, "b": 1 / 3, "c": 1 / 3})
+    else:
+        sample = pd.DataFrame({"id": test["id"], target: sample_value})
+    sample.to_csv(root / "sample_submission.csv", index=False)
     (root / "private").mkdir(exist_ok=True)
-    test[["id", "target"]].to_csv(root / "private" / "answers.csv", index=False)
-    (root / "description.md").write_text(
-        f"# Tiny {kind} competition\n\nPredict `target` for each row of test.csv.\n\n## Evaluation\n\n{metric_text}\n\n"
-        "## Submission format\n\nA CSV with columns `id,target`, one row per test id.\n"
+    test[["id", target]].to_csv(root / "private" / "answers.csv", index=False)
+    if aux:
+        pd.DataFrame({"city": ["paris", "oslo", "lima", "kyiv"], "population": [2.1, 0.7, 10.0, 2.9]}).to_csv(
+            root / "cities.csv", index=False
+        )
+    (root / "description.md").write_text(f"# Tiny {kind}\n\nPredict `{target}`.\n\n## Evaluation\n\n{metric}\n")
+    return root
+
+
+# -- intake and grading layouts: multi-class probabilities, several labels, MLE-bench folders --------
+
+SPECIES = ["setosa", "versicolor", "virginica"]
+
+
+def write_description(folder: Path, evaluation: str, title: str = "A competition") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "description.md").write_text(
+        f"# {title}\n\n## Overview\n\nImprove the accuracy of our forecasts.\n\n"
+        f"## Evaluation\n\n{evaluation}\n\n## Submission File\n\nOne row per test id.\n"
     )
+
+
+def multiclass_competition(root: Path, *, n_train: int = 240, n_test: int = 60, seed: int = 1) -> Path:
+    """Species classification scored by log loss; the submission has one probability column per class."""
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    label = rng.choice(SPECIES, size=n)
+    shift = pd.Series(label).map({"setosa": 0.0, "versicolor": 1.5, "virginica": 3.0}).to_numpy()
+    frame = pd.DataFrame(
+        {
+            "id": [f"s{i:04d}" for i in range(n)],
+            "petal": (shift + rng.normal(size=n)).round(4),
+            "sepal": rng.normal(size=n).round(4),
+            "color": rng.choice(["red", "blue"], size=n),
+            "species": label,
+        }
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    train, test = frame.iloc[:n_train], frame.iloc[n_train:]
+    train.to_csv(root / "train.csv", index=False)
+    test.drop(columns=["species"]).to_csv(root / "test.csv", index=False)
+    sample = pd.DataFrame({"id": test["id"]})
+    for name in SPECIES:
+        sample[name] = 1 / 3
+    sample.to_csv(root / "sample_submission.csv", index=False)
+    (root / "private").mkdir(exist_ok=True)
+    test[["id", "species"]].to_csv(root / "private" / "test.csv", index=False)
+    write_description(root, "Submissions are evaluated using the multi-class logarithmic loss.", "Species")
+    return root
+
+
+def multilabel_competition(root: Path, *, n_train: int = 200, n_test: int = 50, seed: int = 2) -> Path:
+    """Comment tagging: three 0/1 label columns, scored by the mean column-wise ROC AUC."""
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    words = np.array(["good", "bad", "awful", "great", "fine", "meh", "nice", "terrible", "ok", "wow"])
+    text = [" ".join(rng.choice(words, size=rng.integers(8, 20))) for _ in range(n)]
+    frame = pd.DataFrame({"id": np.arange(n), "comment_text": text})
+    for name in ("toxic", "insult", "threat"):
+        frame[name] = (rng.random(n) < 0.3).astype(int)
+    root.mkdir(parents=True, exist_ok=True)
+    frame.iloc[:n_train].to_csv(root / "train.csv", index=False)
+    frame.iloc[n_train:][["id", "comment_text"]].to_csv(root / "test.csv", index=False)
+    sample = frame.iloc[n_train:][["id"]].copy()
+    for name in ("toxic", "insult", "threat"):
+        sample[name] = 0.5
+    sample.to_csv(root / "sample_submission.csv", index=False)
+    (root / "private").mkdir(exist_ok=True)
+    frame.iloc[n_train:][["id", "toxic", "insult", "threat"]].to_csv(
+        root / "private" / "answers.csv", index=False
+    )
+    write_description(root, "Submissions are evaluated on the mean column-wise ROC AUC.", "Toxic")
+    return root
+
+
+def mlebench_competition(root: Path, *, with_private: bool = True) -> Path:
+    """An MLE-bench prepared competition: <root>/prepared/public and <root>/prepared/private."""
+    public = root / "prepared" / "public"
+    rng = np.random.default_rng(3)
+    n_train, n_test = 150, 50
+    n = n_train + n_test
+    frame = pd.DataFrame(
+        {
+            "Id": np.arange(1, n + 1),
+            "LotArea": rng.integers(1000, 20000, size=n),
+            "Quality": rng.choice(["low", "mid", "high"], size=n),
+            "SalePrice": rng.uniform(50_000, 500_000, size=n).round(2),
+        }
+    )
+    public.mkdir(parents=True)
+    frame.iloc[:n_train].to_csv(public / "train.csv", index=False)
+    frame.iloc[n_train:].drop(columns=["SalePrice"]).to_csv(public / "test.csv", index=False)
+    pd.DataFrame({"Id": frame.Id.iloc[n_train:], "SalePrice": 180_000.0}).to_csv(
+        public / "sample_submission.csv", index=False
+    )
+    write_description(
+        public,
+        "Submissions are evaluated on Root-Mean-Squared-Error (RMSE) between the logarithm of the "
+        "predicted value and the logarithm of the observed sales price.",
+        "House prices",
+    )
+    if with_private:
+        private = root / "prepared" / "private"
+        private.mkdir(parents=True)
+        frame.iloc[n_train:][["Id", "SalePrice"]].to_csv(private / "test.csv", index=False)
     return root

@@ -16,9 +16,9 @@ __all__ = ["TINY_CONFIG", "make_competition"]
 
 @pytest.fixture()
 def tiny_binary(tmp_path: Path) -> Path:
-    return make_competition(tmp_path / "tiny-binary", "binary")
+    return make_competition(tmp_path / "tiny-binary", "binary", n_rows=400)
 
 
 @pytest.fixture()
 def tiny_regression(tmp_path: Path) -> Path:
-    return make_competition(tmp_path / "tiny-regression", "regression")
+    return make_competition(tmp_path / "tiny-regression", "regression", n_rows=400)

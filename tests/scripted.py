@@ -13,7 +13,6 @@ import shutil
 import threading
 from collections import Counter
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 from mlestar.brain.protocol import (

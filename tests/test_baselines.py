@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from competitions import make_competition
 from baselines import BASELINES, run_baseline
 from builders import build_competition
+from competitions import make_competition
+
 from mlestar.errors import MlestarError
 from mlestar.grading import grade_submission
 from mlestar.task.intake import load_task

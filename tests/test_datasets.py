@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from builders import (
     ANSWERS_FILE,
     CHECKSUM_FILE,
@@ -19,9 +18,10 @@ from builders import (
     read_checksums,
     verify_checksums,
 )
+
+from mlestar.core.task import Modality, TaskType
 from mlestar.errors import MlestarError
 from mlestar.task.intake import load_task
-from mlestar.core.task import Modality, TaskType
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -6,8 +6,8 @@ import pytest
 from test_expert_support import ROUNDS, assert_ran, build, run_code
 
 from mlestar.brain.expert import ExpertBrain
-from mlestar.core.contract import find_blocks
 from mlestar.brain.protocol import ModelCard, RefinementPlan, ScoredScript, Script
+from mlestar.core.contract import find_blocks
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,7 @@ def test_clean_templates_pass(fx, brain, card):
     assert brain.check_leakage(fx.ctx, brain.write_submission(fx.ctx, script)).leak is False
 
 
+@pytest.mark.slow  # trains real models
 def test_combined_scripts_pass(fx, brain, clean):
     other = brain.write_candidate(fx.ctx, ModelCard(name="linear"))
     scored = [ScoredScript(script=clean, score=0.9), ScoredScript(script=other, score=0.8)]
@@ -107,6 +108,7 @@ print("Final Validation Performance:", roc_auc_score(y[~is_tr], model.predict_pr
 '''
 
 
+@pytest.mark.slow  # trains real models
 def test_leaks_in_a_hand_written_script_are_found_and_repaired(fx, brain, tmp_path):
     script = Script(code=FOREIGN)
     report = brain.check_leakage(fx.ctx, script)
@@ -122,6 +124,7 @@ def test_leaks_in_a_hand_written_script_are_found_and_repaired(fx, brain, tmp_pa
     assert not brain.check_leakage(fx.ctx, Script(code=honest)).leak
 
 
+@pytest.mark.slow  # trains real models
 def test_data_usage_joins_an_ignored_auxiliary_table(fx, brain, clean, tmp_path):
     report = brain.check_data_usage(fx.ctx, clean)
     assert not report.all_used and report.script is not None and "cities.csv" in report.reason

@@ -48,6 +48,7 @@ def solutions(fx, brain, tmp_path_factory):
     return scored, ScoredScript(script=merged, score=assert_ran(result), stdout_tail=result.stdout)
 
 
+@pytest.mark.slow  # trains real models
 def test_merge_trains_both_models_and_blends_them(solutions):
     (lgb, _), merged = solutions
     spec = load_spec(merged.script.code)
@@ -59,6 +60,7 @@ def test_merge_trains_both_models_and_blends_them(solutions):
         assert base_blocks[name] == merged_blocks[name]  # the base's other blocks are kept
 
 
+@pytest.mark.slow  # trains real models
 def test_ablation_runs_and_its_summary_has_signed_effects(fx, brain, solutions, tmp_path):
     _, merged = solutions
     ablation = brain.write_ablation(fx.ctx, merged, [])
@@ -130,6 +132,7 @@ def test_refinement_picks_the_block_an_ablation_effect_points_to(fx, brain, comp
     assert refine.extract(scored, AblationSummary(text="", effects={}), []).name == "model"
 
 
+@pytest.mark.slow  # trains real models
 def test_refinement_move_changes_the_block_and_still_runs(fx, brain, solutions, tmp_path):
     _, merged = solutions
     summary = AblationSummary(text="", effects={"engineered_features": 0.0, "encoding": -0.05})
@@ -166,6 +169,7 @@ def test_planner_continues_what_helped_and_turns_around_otherwise(fx, brain, sol
     assert current is None and len({h.plan.data["move"] for h in history}) == len(history)
 
 
+@pytest.mark.slow  # trains real models
 def test_ensemble_over_two_solutions_runs_in_dev_and_final_mode(fx, brain, solutions, tmp_path):
     (lgb, linear), _ = solutions
     members = [lgb, linear]
@@ -189,6 +193,7 @@ def test_ensemble_over_two_solutions_runs_in_dev_and_final_mode(fx, brain, solut
     assert_submission_matches(tmp_path / "final", fx.task)
 
 
+@pytest.mark.slow  # trains real models
 def test_debug_fixes_known_failures_and_keeps_the_contract(fx, brain, tmp_path):
     lgb = brain.write_candidate(fx.ctx, ModelCard(name="lightgbm"))
     fixed = brain.debug(fx.ctx, lgb, "Traceback...\nModuleNotFoundError: No module named 'lightgbm'")

@@ -46,6 +46,7 @@ def test_expert_brain_implements_the_protocol():
         ("text", "tfidf_logreg", lambda s: 0.65 < s <= 1.0),  # accuracy
     ],
 )
+@pytest.mark.slow  # trains real models
 def test_candidate_runs_in_dev_and_final_mode(tasks, brain, tmp_path, kind, card, sensible):
     fx = tasks[kind]
     script = brain.write_candidate(fx.ctx, ModelCard(name=card))
@@ -78,6 +79,7 @@ def test_candidate_runs_in_dev_and_final_mode(tasks, brain, tmp_path, kind, card
         assert set(submission["label"]) <= {"positive", "negative"}
 
 
+@pytest.mark.slow  # trains real models
 @pytest.mark.parametrize(("n_dev_rows", "scored_folds"), [(240, [0, 1, 2, 3, 4]), (50_000, [0])])
 def test_small_tables_are_scored_out_of_fold_and_large_ones_on_fold_0(tasks, brain, tmp_path, n_dev_rows, scored_folds):
     fx = tasks["binary"]

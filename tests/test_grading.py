@@ -7,8 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from competitions import make_competition
-from fixtures_task import SPECIES, mlebench_competition, multiclass_competition, multilabel_competition
+from competitions import (
+    SPECIES,
+    make_competition,
+    mlebench_competition,
+    multiclass_competition,
+    multilabel_competition,
+)
 from sklearn import metrics as skm
 
 from mlestar.errors import InvalidSubmission, MetricError, TaskError

@@ -8,8 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from competitions import make_competition
-from fixtures_task import SPECIES, mlebench_competition, multiclass_competition, multilabel_competition
+from competitions import (
+    SPECIES,
+    make_competition,
+    mlebench_competition,
+    multiclass_competition,
+    multilabel_competition,
+)
 
 from mlestar.errors import MetricError, MlestarError, TaskError
 from mlestar.task import FileRole, Modality, TaskType, load_task
@@ -43,8 +48,8 @@ def test_plain_binary_competition(tmp_path: Path) -> None:
     assert (task.metric, task.lower_is_better, task.metric_source) == ("roc_auc", False, "description")
     assert task.submission_kind == "proba"
     assert task.submission_columns == ["id", "target"]
-    assert task.feature_columns == ["x1", "x2", "city", "x3"]
-    assert task.categorical_columns == ["city"]
+    assert task.feature_columns == ["x1", "x2", "city", "x3", "plan"]
+    assert task.categorical_columns == ["city", "plan"]
     assert task.modality is Modality.TABULAR
     assert (task.n_train_rows, task.n_test_rows) == (200, 50)
     assert "Evaluation" in task.description
@@ -55,6 +60,7 @@ def test_plain_binary_competition(tmp_path: Path) -> None:
         "x2": "numeric",
         "city": "categorical",
         "x3": "numeric",
+        "plan": "categorical",
         "target": "boolean",
     }
     x3 = next(c for c in task.columns if c.name == "x3")
@@ -68,7 +74,7 @@ def test_plain_binary_competition(tmp_path: Path) -> None:
     answers = [f for f in task.files if f.role is FileRole.ANSWERS]
     assert [Path(f.path) for f in answers] == [task.answers_file]
     train_file = next(f for f in task.files if f.role is FileRole.TRAIN)
-    assert (train_file.rows, train_file.columns, train_file.rows_estimated) == (200, 6, False)
+    assert (train_file.rows, train_file.columns, train_file.rows_estimated) == (200, 7, False)
 
 
 def test_regression_metric_from_description(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mlestar.grading.leaderboard import MedalReport, grade_against_leaderboard, medal_ranks
 from mlestar.errors import MlestarError
+from mlestar.grading.leaderboard import MedalReport, grade_against_leaderboard, medal_ranks
 
 MLE_BENCH_FIELDS = {
     "score", "valid_submission", "is_lower_better", "above_median", "gold_medal", "silver_medal",

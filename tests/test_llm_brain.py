@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/fakes is importable as "fakes" (no tests/__init__.py)
 
-from fakes.competition import make_competition, make_context, make_task, run_script  # noqa: E402
+from fakes.competition import make_clean_competition, make_context, make_task, run_script  # noqa: E402
 from fakes.fixtures import (  # noqa: E402
     ANSWERS,
     Endpoint,
@@ -20,8 +20,8 @@ from fakes.fixtures import (  # noqa: E402
     answer,
     bus_of,
     fast_settings,
-    llm_client,
     isolated_env,  # noqa: F401
+    llm_client,
     openai_fake,  # noqa: F401
     store,  # noqa: F401
 )
@@ -43,7 +43,6 @@ from mlestar.brain.protocol import (
 )
 from mlestar.core.records import SearchResult
 from mlestar.llm import usage_summary  # noqa: E402
-from mlestar.settings import Settings  # noqa: E402
 from mlestar.store.db import RunStore  # noqa: E402
 
 BASE = (ANSWERS / "base_script.py").read_text(encoding="utf-8")
@@ -51,7 +50,7 @@ BASE = (ANSWERS / "base_script.py").read_text(encoding="utf-8")
 
 @pytest.fixture(scope="module")
 def competition(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_competition(tmp_path_factory.mktemp("comp") / "toy-binary")
+    return make_clean_competition(tmp_path_factory.mktemp("comp") / "toy-binary")
 
 
 @pytest.fixture
@@ -256,6 +255,7 @@ def test_no_leak_and_data_usage(openai_fake: Endpoint, ctx: BrainContext) -> Non
     )
 
 
+@pytest.mark.slow  # trains real models
 def test_debugger_fixes_a_real_failure(openai_fake: Endpoint, ctx: BrainContext, tmp_path: Path) -> None:
     buggy = (ANSWERS / "debug_buggy.py").read_text(encoding="utf-8")
     failed = run_script(buggy, ctx.task, tmp_path / "buggy")
@@ -271,7 +271,7 @@ def test_debugger_fixes_a_real_failure(openai_fake: Endpoint, ctx: BrainContext,
 def test_debugger_that_changes_nothing_gives_up(openai_fake: Endpoint, ctx: BrainContext) -> None:
     buggy = (ANSWERS / "debug_buggy.py").read_text(encoding="utf-8")
     openai_fake.fake.queue(*[f"```python\n{buggy}```"] * 3)
-    assert brain_for(openai_fake).debug(ctx, Script(code=buggy), "KeyError: 'colour'") is None
+    assert brain_for(openai_fake).debug(ctx, Script(code=buggy), "KeyError: 'cty'") is None
     assert openai_fake.fake.count == 3
 
 
@@ -292,6 +292,7 @@ def test_ablation_summary_and_plans(openai_fake: Endpoint, ctx: BrainContext) ->
     assert plan is not None and plan.text == "Use rank averaging of the two."
 
 
+@pytest.mark.slow  # trains real models
 def test_whole_run_of_the_agents_with_the_scripted_model(
     openai_fake: Endpoint, store: RunStore, tmp_path: Path
 ) -> None:
@@ -299,7 +300,7 @@ def test_whole_run_of_the_agents_with_the_scripted_model(
 
     A regression task here; the CLI end-to-end test (test_llm_e2e.py) runs a binary one.
     """
-    competition = make_competition(tmp_path / "toy-regression", kind="regression")
+    competition = make_clean_competition(tmp_path / "toy-regression", kind="regression")
     ctx = make_context(make_task(competition, kind="regression"))
     brain = LLMBrain.from_settings(fast_settings(openai_fake.url), store, bus_of(store))
     summary = brain.summarize_task(ctx)

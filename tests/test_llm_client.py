@@ -18,8 +18,8 @@ from fakes.fixtures import (  # noqa: E402
     anthropic_fake,  # noqa: F401
     bus_of,
     fast_settings,
-    llm_client,
     isolated_env,  # noqa: F401
+    llm_client,
     openai_fake,  # noqa: F401
     store,  # noqa: F401
 )
@@ -27,6 +27,7 @@ from fakes.llm_servers import Reply, error  # noqa: E402
 from fakes.server import free_port  # noqa: E402
 
 from mlestar.brain.llm import LLMBrain  # noqa: E402
+from mlestar.core.events import EventType  # noqa: E402
 from mlestar.errors import BudgetExhausted, ConfigError, MlestarError  # noqa: E402
 from mlestar.llm import (  # noqa: E402
     AuthenticationFailed,
@@ -43,7 +44,6 @@ from mlestar.llm import (  # noqa: E402
 from mlestar.llm.prices import PriceTable  # noqa: E402
 from mlestar.settings import Settings  # noqa: E402
 from mlestar.store.db import RunStore  # noqa: E402
-from mlestar.core.events import EventType  # noqa: E402
 
 HELLO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}]
 

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/fakes is importable as "fakes" (no tests/__init__.py)
 
-from fakes.competition import make_competition  # noqa: E402
+from fakes.competition import make_clean_competition  # noqa: E402
 from fakes.fixtures import Endpoint, _openai_server, isolated_env, openai_fake  # noqa: E402,F401
 
 pytestmark = [
@@ -45,7 +45,7 @@ AGENTS_OF_EVERY_PHASE = {
 
 def test_run_with_the_fake_llm(openai_fake: Endpoint, tmp_path: Path) -> None:
     kind = "binary"  # test_llm_brain.py runs every agent on a regression task
-    competition = make_competition(tmp_path / f"toy-{kind}", kind=kind, rows=300)
+    competition = make_clean_competition(tmp_path / f"toy-{kind}", kind=kind, n_rows=300)
     runs = tmp_path / "runs"
     secret = "sk-e2e-SECRET-7c1d"
     env = {
@@ -129,7 +129,7 @@ def test_listeners_and_the_cli_counter_see_every_llm_call(
     prices.write_text("fake: {input: 1.0, output: 2.0}\n")
     monkeypatch.setenv("MLESTAR_PRICES", str(prices))
     monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", "sk-test")
-    competition = make_competition(tmp_path / "toy", kind="binary", rows=200)
+    competition = make_clean_competition(tmp_path / "toy", kind="binary", n_rows=200)
     seen: list[Event] = []
     view = ProgressView(live=False, time_limit_s=None)
     result = mlestar.run(

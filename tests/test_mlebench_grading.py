@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_task import mlebench_competition
+from competitions import mlebench_competition
 
-from mlestar.grading.mlebench import competition_folder, grade_with, load_grader
 from mlestar.cli import main
 from mlestar.errors import MlestarError
+from mlestar.grading.mlebench import competition_folder, grade_with, load_grader
 
 COMPETITION_ID = "house-prices-lite"
 

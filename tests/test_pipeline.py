@@ -12,17 +12,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from competitions import TINY_CONFIG
 
 import mlestar
 from mlestar.brain.expert import ExpertBrain
 from mlestar.brain.protocol import BrainContext, ModelCard, Script
 from mlestar.cli import main as cli_main
+from mlestar.core.events import EventType
 from mlestar.errors import AllCandidatesFailed
 from mlestar.grading import grade_submission
-from mlestar.core.events import EventType
 from mlestar.store import NodeStatus, RunStatus, RunStore, open_run
-
-from competitions import TINY_CONFIG
 
 pytestmark = pytest.mark.slow
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from mlestar.core.events import Event, EventType
 from mlestar.report import collect, write_report
 from mlestar.report.data import phase_states, score_progress, solution_tree
 from mlestar.report.svg import nice_ticks, score_chart
-from mlestar.core.events import Event, EventType
 from mlestar.store import NodeRecord, NodeStatus, RunStatus, RunStore
 
 sys.path.insert(0, str(Path(__file__).parent))  # no tests/__init__.py: helpers import by name
-from test_server_support import RUN_ID, FakeRun, build_finished_run
 from recording import publish
+from test_server_support import RUN_ID, FakeRun, build_finished_run
 
 EXTERNAL = re.compile(r"https?://|(?:src|href|action)\s*=\s*[\"']?//|url\(\s*[\"']?//|//cdn", re.IGNORECASE)
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from mlestar.core.contract import parse_score
 from mlestar.exec import sandbox
 from mlestar.exec.environment import THREAD_VARIABLES, scrubbed_env
 from mlestar.exec.models import ExecLimits, ExecResult
-from mlestar.exec.sandbox import RC_CANCELLED, RC_MEMORY, RC_TIMEOUT, isolation_support, run_script
-from mlestar.core.contract import parse_score
 from mlestar.exec.output import trim_output
+from mlestar.exec.sandbox import RC_CANCELLED, RC_MEMORY, RC_TIMEOUT, isolation_support, run_script
 
 pytestmark = pytest.mark.timeout(60)
 

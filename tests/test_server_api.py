@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from mlestar.core.events import EventType
 from mlestar.server import ServerOptions, create_app
 from mlestar.server.paths import inside, valid_run_id
 from mlestar.store import Control, RunStatus, RunStore
-from mlestar.core.events import EventType
 
 sys.path.insert(0, str(Path(__file__).parent))  # no tests/__init__.py: helpers import by name
-from test_server_support import RUN_ID, FakeRun, build_finished_run, recorded_calls, write_fake_python
 from recording import publish
+from test_server_support import RUN_ID, FakeRun, build_finished_run, recorded_calls, write_fake_python
 
 BASE = "http://127.0.0.1:8000"
 

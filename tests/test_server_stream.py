@@ -14,13 +14,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from mlestar.server import ServerOptions, create_app
 from mlestar.core.events import EventType
+from mlestar.server import ServerOptions, create_app
 from mlestar.store import RunStatus
 
 sys.path.insert(0, str(Path(__file__).parent))  # no tests/__init__.py: helpers import by name
-from test_server_support import RUN_ID, FakeRun, build_finished_run, live_server
 from recording import publish
+from test_server_support import RUN_ID, FakeRun, build_finished_run, live_server
 
 
 class SSEReader:

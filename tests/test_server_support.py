@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from recording import publish
 
-from mlestar.server import ServerOptions, create_app
-from mlestar.store import Control, NodeRecord, NodeStatus, RunStatus, RunStore
 from mlestar.core.events import EventType
 from mlestar.core.records import LLMCallRecord
-from recording import publish
+from mlestar.server import ServerOptions, create_app
+from mlestar.store import Control, NodeRecord, NodeStatus, RunStatus, RunStore
 
 RUN_ID = "20250101-120000-churn-ab12"
 

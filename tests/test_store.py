@@ -13,7 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from recording import publish
 
+from mlestar.core.events import EventType
+from mlestar.core.records import LLMCallRecord
 from mlestar.errors import RunNotFound
 from mlestar.store import (
     SCHEMA_VERSION,
@@ -25,9 +28,6 @@ from mlestar.store import (
     list_runs,
     open_run,
 )
-from mlestar.core.events import EventType
-from mlestar.core.records import LLMCallRecord
-from recording import publish
 
 
 @pytest.fixture()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mlestar.core.task import DataFile, FileRole, Task, TaskType
 from mlestar.errors import TaskError
 from mlestar.exec import (
     ExecLimits,
@@ -17,7 +18,6 @@ from mlestar.exec import (
     prepare_script_dir,
     run_script,
 )
-from mlestar.core.task import DataFile, FileRole, Task, TaskType
 from mlestar.task.views import input_view, private_paths
 
 

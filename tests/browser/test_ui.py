@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import expect
+from recording import publish
 from test_server_support import (
     RUN_ID,
     FakeRun,
@@ -18,10 +19,9 @@ from test_server_support import (
     write_fake_python,
 )
 
+from mlestar.core.events import EventType
 from mlestar.server import ServerOptions
 from mlestar.store import Control, RunStatus, RunStore
-from mlestar.core.events import EventType
-from recording import publish
 
 pytestmark = pytest.mark.browser
 

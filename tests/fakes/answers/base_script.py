@@ -1,4 +1,3 @@
-import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -9,7 +8,7 @@ folds = pd.read_csv("./input/folds.csv").sort_values("row")
 train["fold"] = folds["fold"].to_numpy()
 train = train[folds["dev"].to_numpy() == 1].reset_index(drop=True)
 
-train = pd.get_dummies(train, columns=["color"], dtype=float)
+train = pd.get_dummies(train, columns=["city"], dtype=float)
 features = [c for c in train.columns if c not in ("id", "target", "fold")]
 train[features] = train[features].fillna(0.0)
 

@@ -6,8 +6,8 @@ train = pd.read_csv("./input/train.csv")
 folds = pd.read_csv("./input/folds.csv").sort_values("row")
 train["fold"] = folds["fold"].to_numpy()
 train = train[folds["dev"].to_numpy() == 1].reset_index(drop=True)
-train["colour"] = train["colour"].astype("category").cat.codes
-features = ["x1", "x2", "x3", "colour"]
+train["cty"] = train["cty"].astype("category").cat.codes
+features = ["x1", "x2", "x3", "cty"]
 train[features] = train[features].fillna(-999)
 fit_rows, valid_rows = train["fold"] != 0, train["fold"] == 0
 model = RandomForestClassifier(n_estimators=30, random_state=0)
