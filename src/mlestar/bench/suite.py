@@ -342,8 +342,8 @@ def _task_info(competition: Path) -> tuple[str, bool, str]:
 
 def grade_run(result: SeedResult, competition: Path, run_dir: Path) -> SeedResult:
     """Fill score, validity, medal and cost of ``result`` from the run folder's submission."""
-    from mlestar.grading.leaderboard import grade_against_leaderboard
     from mlestar.grading import grade_competition
+    from mlestar.grading.leaderboard import grade_against_leaderboard
 
     summary = _read_summary(run_dir)
     llm = summary.get("llm") if isinstance(summary.get("llm"), dict) else {}
