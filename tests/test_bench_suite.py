@@ -12,7 +12,7 @@ import pytest
 from competitions import make_competition
 
 from mlestar.bench.suite import (
-    BenchSettings,
+    BenchPlan,
     SeedResult,
     aggregate,
     find_competitions,
@@ -110,7 +110,7 @@ def test_find_competitions_skips_folders_without_train(suite: Path) -> None:
 
 def test_second_invocation_runs_nothing_and_stopped_runs_are_resumed(suite: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    settings = BenchSettings(time_limit=5, seeds=2)
+    settings = BenchPlan(time_limit=5, seeds=2)
     first = FakeRunner(suite, stop_seeds={1})
     results, rows = run_suite(suite, settings, out, runner=first)
     assert len(first.calls) == 4 and all(call[3] == "run" for call in first.calls)
@@ -140,7 +140,7 @@ def test_failed_run_is_invalid_and_bench_goes_on(suite: Path, tmp_path: Path) ->
         calls.append(argv)
         return 1, "error: boom"
 
-    results, rows = run_suite(suite, BenchSettings(time_limit=5), tmp_path / "out", runner=crashing)
+    results, rows = run_suite(suite, BenchPlan(time_limit=5), tmp_path / "out", runner=crashing)
     assert len(calls) == 2
     assert all(r.score is None and not r.valid and "boom" in r.reason and not r.complete for r in results)
     assert all(r.valid_share == 0.0 and r.mean_score is None for r in rows)
@@ -148,7 +148,7 @@ def test_failed_run_is_invalid_and_bench_goes_on(suite: Path, tmp_path: Path) ->
     assert alpha.any_medal == 0  # a leaderboard, no medal
     # Not complete, so a later bench tries again.
     again = FakeRunner(suite)
-    results, _ = run_suite(suite, BenchSettings(time_limit=5), tmp_path / "out", runner=again)
+    results, _ = run_suite(suite, BenchPlan(time_limit=5), tmp_path / "out", runner=again)
     assert len(again.calls) == 2 and all(r.valid for r in results)
 
 

@@ -295,7 +295,7 @@ def _is_complete(status: str | None, stop_reason: str | None) -> bool:
 
 
 @dataclass
-class BenchSettings:
+class BenchPlan:
     time_limit: float
     seeds: int = 1
     llm: str | None = None
@@ -312,7 +312,7 @@ class BenchSettings:
         }
 
 
-def _run_argv(competition: Path, run_id: str, seed: int, runs_dir: Path, settings: BenchSettings) -> list[str]:
+def _run_argv(competition: Path, run_id: str, seed: int, runs_dir: Path, settings: BenchPlan) -> list[str]:
     argv = [
         sys.executable, "-m", "mlestar", "run", str(competition),
         "--runs-dir", str(runs_dir), "--run-id", run_id,
@@ -379,7 +379,7 @@ def run_one(
     competition: Path,
     seed: int,
     out: Path,
-    settings: BenchSettings,
+    settings: BenchPlan,
     previous: SeedResult | None = None,
     runner: Runner = subprocess_runner,
 ) -> SeedResult:
@@ -419,7 +419,7 @@ def run_one(
 
 def run_suite(
     suite: Path,
-    settings: BenchSettings,
+    settings: BenchPlan,
     out: Path,
     only: Iterable[str] | None = None,
     runner: Runner = subprocess_runner,

@@ -30,9 +30,9 @@ def bench_command(
 
     Resumable: complete runs already in OUT/bench.json are kept; stopped or crashed runs are resumed.
     """
-    from mlestar.bench.suite import BenchSettings, SeedResult, rich_table, run_suite, score_text
+    from mlestar.bench.suite import BenchPlan, SeedResult, rich_table, run_suite, score_text
 
-    settings = BenchSettings(time_limit=time_limit, seeds=seeds, llm=llm, config=config)
+    settings = BenchPlan(time_limit=time_limit, seeds=seeds, llm=llm, config=config)
 
     def progress(result: SeedResult, skipped: bool) -> None:
         shown = f"{result.score:.6g}" if result.valid and result.score is not None else f"no score ({result.reason})"

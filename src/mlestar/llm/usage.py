@@ -1,11 +1,10 @@
-"""Token and cost totals of a run, per agent, per model and overall, read from the run store."""
+"""Token and cost totals of a run, per agent, per model and overall, read from its ledger (the run store)."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from mlestar.core.records import LLMCallRecord
-from mlestar.store.db import RunStore
+from mlestar.core.records import LLMCallRecord, LLMLedger
 
 
 def estimate_tokens(text: str) -> int:
@@ -57,5 +56,5 @@ def summarize_calls(calls: list[LLMCallRecord]) -> UsageSummary:
     return summary
 
 
-def usage_summary(store: RunStore) -> UsageSummary:
-    return summarize_calls(store.llm_calls())
+def usage_summary(ledger: LLMLedger) -> UsageSummary:
+    return summarize_calls(ledger.llm_calls())
