@@ -1,9 +1,10 @@
 """A scripted brain and a scripted executor: the real pipeline, engine and store, with scripts that
 say what they score instead of training anything, so a whole run takes well under a second.
 
-A scripted script is one JSON comment line, ``# scripted: {"score": 0.8, ...}``, plus a print:
-``ScriptedExecutor`` reads the JSON, "runs" the script (a score line on stdout, a failure on stderr,
-a submission copied from the sample in final runs) and counts how often each script ran.
+A scripted script is one JSON comment line, ``# scripted: {"score": 0.8, ...}``, plus a few lines
+of real Python doing what the JSON says (print the score line and any ablation lines, fail, copy the
+sample submission in final runs), so the real executors can run it too, in a fraction of a second.
+``ScriptedExecutor`` reads the JSON instead of starting Python at all and counts every run.
 """
 
 from __future__ import annotations
@@ -36,10 +37,20 @@ PREFIX = "# scripted: "
 
 
 def scripted(score: float | None, label: str, **behaviour: Any) -> Script:
-    """A script that scores ``score`` (None: prints no score), with extra ``behaviour`` (``fail``)."""
+    """A script that scores ``score`` (None: prints no score), with extra ``behaviour``: ``fail`` (an
+    error message), ``ablation`` (``{component: score}`` result lines)."""
     spec = {"score": score, "label": label, **behaviour}
-    code = f"{PREFIX}{json.dumps(spec, sort_keys=True)}\nprint('a scripted script: {label}')\n"
-    return Script(code=code, label=label)
+    lines = [f"{PREFIX}{json.dumps(spec, sort_keys=True)}", "import os, shutil", f"print({label!r})"]
+    if spec.get("fail"):
+        lines.append(f"raise RuntimeError({spec['fail']!r})")
+    for name, value in (spec.get("ablation") or {}).items():
+        lines.append(f"print('ABLATION {name}: {value}')")
+    sample = f"{contract.INPUT_DIR}/sample_submission.csv"
+    final = f"{contract.FINAL_DIR}/{contract.SUBMISSION_NAME}"
+    lines.append(f"if os.path.exists({sample!r}):\n    shutil.copyfile({sample!r}, {final!r})")
+    if score is not None:
+        lines.append(f"print({contract.score_line(score)!r})")
+    return Script(code="\n".join(lines) + "\n", label=label)
 
 
 def spec_of(code: str) -> dict[str, Any]:

@@ -184,3 +184,20 @@ def test_a_stop_request_ends_the_step_and_leaves_the_script_to_rerun(store: RunS
         engine.run_script(Step(Phase.SEARCH, None, ("cand0",)), scripted(0.7, "a"), agent=Agent.CANDIDATE)
     (node,) = store.nodes()
     assert node.status == NodeStatus.PENDING
+
+
+def test_scripted_scripts_run_the_same_in_the_real_sandbox(store: RunStore) -> None:
+    from mlestar.exec.pool import LocalExecutor
+
+    with LocalExecutor(1) as real:
+        engine, _ = make_engine(store, executor=real)  # type: ignore[arg-type]
+        ok = engine.run_script(Step(Phase.SEARCH, None, ("a",)), scripted(0.7, "a", ablation={"m": 0.6}),
+                               agent=Agent.ABLATION)
+        broken = engine.run_script(Step(Phase.SEARCH, None, ("b",)), scripted(0.7, "b", fail="boom"),
+                                   agent=Agent.CANDIDATE)
+        final = engine.run_script(Step(Phase.SUBMIT, None, ("s",)), scripted(0.7, "f"), agent=Agent.SUBMISSION,
+                                  final=True)
+    assert ok.score == 0.7 and "ABLATION m: 0.6" in ok.stdout_tail
+    assert broken.score is None and "boom" in (broken.error or "")
+    node = store.get_node(final.node_id or 0)
+    assert node is not None and (store.run_dir / node.script_path).with_name("final").joinpath("submission.csv").exists()
