@@ -55,7 +55,7 @@ def scripted(score: float | None, label: str, **behaviour: Any) -> Script:
 
 def spec_of(code: str) -> dict[str, Any]:
     line = next(line for line in code.splitlines() if line.startswith(PREFIX))
-    return json.loads(line[len(PREFIX):])
+    return json.loads(line[len(PREFIX) :])
 
 
 def score_of(script: Script | ScoredScript) -> float:
@@ -85,8 +85,12 @@ class ScriptedExecutor:
     @staticmethod
     def _run(job: ScriptJob, spec: dict[str, Any]) -> ExecResult:
         if spec.get("fail"):
-            return ExecResult(returncode=1, stderr=f"Traceback (most recent call last):\n{spec['fail']}\n",
-                              wall_s=0.01, executor="scripted")
+            return ExecResult(
+                returncode=1,
+                stderr=f"Traceback (most recent call last):\n{spec['fail']}\n",
+                wall_s=0.01,
+                executor="scripted",
+            )
         sample = job.workdir / contract.INPUT_DIR / "sample_submission.csv"
         if sample.exists():  # a final run sees the sample submission: hand in a copy of it
             shutil.copyfile(sample, job.workdir / contract.FINAL_DIR / contract.SUBMISSION_NAME)
@@ -152,7 +156,9 @@ class ScriptedBrain:
         self._called("search_queries")
         return [summary]
 
-    def retrieve_models(self, ctx: BrainContext, summary: str, results: list[SearchResult], n: int) -> list[ModelCard]:
+    def retrieve_models(
+        self, ctx: BrainContext, summary: str, results: list[SearchResult], n: int
+    ) -> list[ModelCard]:
         self._called("retrieve_models")
         return [ModelCard(name=f"m{i}") for i in range(min(n, len(self.candidate_scores)))]
 
@@ -170,7 +176,9 @@ class ScriptedBrain:
     def check_leakage(self, ctx: BrainContext, script: Script) -> LeakageReport:
         self._called("check_leakage")
         if any(name in script.label for name in self.leaky) and "fixed" not in script.label:
-            return LeakageReport(leak=True, block=script.code.splitlines()[0], reason="target used as a feature")
+            return LeakageReport(
+                leak=True, block=script.code.splitlines()[0], reason="target used as a feature"
+            )
         return LeakageReport(leak=False, reason="clean")
 
     def fix_leakage(self, ctx: BrainContext, script: Script, report: LeakageReport) -> Script:
@@ -182,23 +190,32 @@ class ScriptedBrain:
         self._called("check_data_usage")
         if self.usage_score is None:
             return DataUsageReport(all_used=True, reason="all used")
-        return DataUsageReport(all_used=False, script=scripted(self.usage_score, f"{script.label} all-data"),
-                               reason="joined the unused table")
+        return DataUsageReport(
+            all_used=False,
+            script=scripted(self.usage_score, f"{script.label} all-data"),
+            reason="joined the unused table",
+        )
 
     # phase 2
-    def write_ablation(self, ctx: BrainContext, script: ScoredScript, previous: list[AblationSummary]) -> Script:
+    def write_ablation(
+        self, ctx: BrainContext, script: ScoredScript, previous: list[AblationSummary]
+    ) -> Script:
         self._called("write_ablation")
         base = score_of(script)
-        return scripted(base, f"ablation of {script.script.label} #{len(previous)}",
-                        ablation={"model": round(base - 0.05, 6), "features": round(base - 0.01, 6)})
+        return scripted(
+            base,
+            f"ablation of {script.script.label} #{len(previous)}",
+            ablation={"model": round(base - 0.05, 6), "features": round(base - 0.01, 6)},
+        )
 
     def summarize_ablation(self, ctx: BrainContext, ablation: Script, output: str) -> AblationSummary:
         self._called("summarize_ablation")
         values = contract.ablation_results(output)
         baseline = contract.parse_score(output)
         effects = {name: round(value - (baseline or 0.0), 6) for name, value in values.items()}
-        return AblationSummary(text=f"ablation output: {output.strip()[:200]}", effects=effects,
-                               baseline_score=baseline)
+        return AblationSummary(
+            text=f"ablation output: {output.strip()[:200]}", effects=effects, baseline_score=baseline
+        )
 
     def extract_block(
         self, ctx: BrainContext, script: ScoredScript, summary: AblationSummary, refined_blocks: list[str]
@@ -210,8 +227,9 @@ class ScriptedBrain:
     def implement_plan(self, ctx: BrainContext, script: Script, block: str, plan: RefinementPlan) -> Script:
         self._called("implement_plan")
         n = int(plan.data["n"])
-        return scripted(round(score_of(script) + self.refine_gains[n % len(self.refine_gains)], 6),
-                        f"{script.label} r{n}")
+        return scripted(
+            round(score_of(script) + self.refine_gains[n % len(self.refine_gains)], 6), f"{script.label} r{n}"
+        )
 
     def plan_refinement(
         self, ctx: BrainContext, script: Script, block: str, history: list[PlanAttempt]
@@ -227,7 +245,9 @@ class ScriptedBrain:
         self._called("plan_ensemble")
         return RefinementPlan(text=f"ensemble {len(history)}", data={"round": len(history)})
 
-    def implement_ensemble(self, ctx: BrainContext, solutions: list[ScoredScript], plan: RefinementPlan) -> Script:
+    def implement_ensemble(
+        self, ctx: BrainContext, solutions: list[ScoredScript], plan: RefinementPlan
+    ) -> Script:
         self._called("implement_ensemble")
         best = max(score_of(s) for s in solutions)
         return scripted(round(best + self.ensemble_gain, 6), f"ensemble {plan.data['round']}")

@@ -12,10 +12,14 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mlestar"
 
 
 def test_the_score_label_is_defined_in_exactly_one_python_module() -> None:
-    holders = [p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py") if contract.SCORE_LABEL in p.read_text()]
+    holders = [
+        p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py") if contract.SCORE_LABEL in p.read_text()
+    ]
     assert holders == ["core/contract.py"]
     # Templates and prompts get it as a Jinja global instead of spelling it out.
-    spelled = [p.name for p in SRC.rglob("*") if p.suffix in (".j2", ".md") and contract.SCORE_LABEL in p.read_text()]
+    spelled = [
+        p.name for p in SRC.rglob("*") if p.suffix in (".j2", ".md") and contract.SCORE_LABEL in p.read_text()
+    ]
     assert spelled == []
 
 

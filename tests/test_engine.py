@@ -21,17 +21,26 @@ from mlestar.store import Control, NodeStatus, RunStore
 from mlestar.task.views import private_paths
 
 
-def make_engine(store: RunStore, brain: ScriptedBrain | None = None, executor: ScriptedExecutor | None = None,
-                budget: Budget | None = None, **settings: object) -> tuple[Engine, list[Event]]:
+def make_engine(
+    store: RunStore,
+    brain: ScriptedBrain | None = None,
+    executor: ScriptedExecutor | None = None,
+    budget: Budget | None = None,
+    **settings: object,
+) -> tuple[Engine, list[Event]]:
     task = Task.model_validate(store.get_meta("task"))
     events: list[Event] = []
     bus = EventBus(recorder=store.append_event)
     bus.subscribe(events.append)
     engine = Engine(
-        store=store, bus=bus, task=task,
+        store=store,
+        bus=bus,
+        task=task,
         settings=Settings.load(**{**store.get_meta("config"), **settings}),
-        brain=brain or ScriptedBrain(), executor=executor or ScriptedExecutor(),
-        budget=budget or Budget(None), ctx=BrainContext.model_validate(store.get_meta("context")),
+        brain=brain or ScriptedBrain(),
+        executor=executor or ScriptedExecutor(),
+        budget=budget or Budget(None),
+        ctx=BrainContext.model_validate(store.get_meta("context")),
         inputs={False: store.run_dir / DEV_INPUT, True: store.run_dir / FINAL_INPUT},
         hidden=lambda final: private_paths(task, final=final),
     )
@@ -109,7 +118,9 @@ def test_scripts_get_the_development_input_and_the_hide_list(store: RunStore) ->
     executor = ScriptedExecutor()
     engine, _ = make_engine(store, executor=executor)
     engine.run_script(Step(Phase.SEARCH, None, ("c",)), scripted(0.7, "dev"), agent=Agent.CANDIDATE)
-    engine.run_script(Step(Phase.SUBMIT, None, ("s",)), scripted(0.7, "final"), agent=Agent.SUBMISSION, final=True)
+    engine.run_script(
+        Step(Phase.SUBMIT, None, ("s",)), scripted(0.7, "final"), agent=Agent.SUBMISSION, final=True
+    )
     dev, final = executor.jobs
     assert (dev.workdir / "input").resolve() == (store.run_dir / DEV_INPUT).resolve()
     assert (final.workdir / "input").resolve() == (store.run_dir / FINAL_INPUT).resolve()
@@ -122,8 +133,9 @@ def test_a_failing_script_is_debugged_within_the_retries(store: RunStore) -> Non
     brain, executor = ScriptedBrain(), ScriptedExecutor()
     engine, events = make_engine(store, brain=brain, executor=executor)
     ctx = engine.ctx
-    result = engine.run_with_debug(Step(Phase.SEARCH, None, ("cand0",)), scripted(0.7, "x", fail="boom"),
-                                   agent=Agent.CANDIDATE, ctx=ctx)
+    result = engine.run_with_debug(
+        Step(Phase.SEARCH, None, ("cand0",)), scripted(0.7, "x", fail="boom"), agent=Agent.CANDIDATE, ctx=ctx
+    )
     assert result.score == 0.7 and executor.runs == {"x": 1, "x debugged": 1}
     node = store.get_node(result.node_id or 0)
     assert node is not None and node.agent == "debug" and node.parent_ids
@@ -136,8 +148,9 @@ def test_a_failing_script_is_debugged_within_the_retries(store: RunStore) -> Non
 
     hopeless = Hopeless()
     engine, events = make_engine(store, brain=hopeless)
-    result = engine.run_with_debug(Step(Phase.SEARCH, None, ("cand1",)), scripted(0.9, "y", fail="boom"),
-                                   agent=Agent.CANDIDATE, ctx=ctx)
+    result = engine.run_with_debug(
+        Step(Phase.SEARCH, None, ("cand1",)), scripted(0.9, "y", fail="boom"), agent=Agent.CANDIDATE, ctx=ctx
+    )
     assert result.error is not None and hopeless.calls["debug"] == 2  # debug_retries
     assert any(e.type == EventType.WARNING and "dropped" in e.message for e in events)
     assert store.get_meta("best")["score"] == 0.7  # a failed script never becomes the best
@@ -146,7 +159,9 @@ def test_a_failing_script_is_debugged_within_the_retries(store: RunStore) -> Non
 def test_the_best_only_moves_to_a_better_score(store: RunStore) -> None:
     engine, events = make_engine(store)
     for label, score in (("a", 0.7), ("b", 0.65), ("c", 0.8)):
-        engine.consider_best(ScoredScript(script=scripted(score, label), score=score, node_id=1), Phase.SEARCH)
+        engine.consider_best(
+            ScoredScript(script=scripted(score, label), score=score, node_id=1), Phase.SEARCH
+        )
     assert store.get_meta("best")["score"] == 0.8
     assert [e.data["score"] for e in events if e.type == EventType.BEST_UPDATED] == [0.7, 0.8]
 
@@ -191,13 +206,19 @@ def test_scripted_scripts_run_the_same_in_the_real_sandbox(store: RunStore) -> N
 
     with LocalExecutor(1) as real:
         engine, _ = make_engine(store, executor=real)  # type: ignore[arg-type]
-        ok = engine.run_script(Step(Phase.SEARCH, None, ("a",)), scripted(0.7, "a", ablation={"m": 0.6}),
-                               agent=Agent.ABLATION)
-        broken = engine.run_script(Step(Phase.SEARCH, None, ("b",)), scripted(0.7, "b", fail="boom"),
-                                   agent=Agent.CANDIDATE)
-        final = engine.run_script(Step(Phase.SUBMIT, None, ("s",)), scripted(0.7, "f"), agent=Agent.SUBMISSION,
-                                  final=True)
+        ok = engine.run_script(
+            Step(Phase.SEARCH, None, ("a",)), scripted(0.7, "a", ablation={"m": 0.6}), agent=Agent.ABLATION
+        )
+        broken = engine.run_script(
+            Step(Phase.SEARCH, None, ("b",)), scripted(0.7, "b", fail="boom"), agent=Agent.CANDIDATE
+        )
+        final = engine.run_script(
+            Step(Phase.SUBMIT, None, ("s",)), scripted(0.7, "f"), agent=Agent.SUBMISSION, final=True
+        )
     assert ok.score == 0.7 and "ABLATION m: 0.6" in ok.stdout_tail
     assert broken.score is None and "boom" in (broken.error or "")
     node = store.get_node(final.node_id or 0)
-    assert node is not None and (store.run_dir / node.script_path).with_name("final").joinpath("submission.csv").exists()
+    assert (
+        node is not None
+        and (store.run_dir / node.script_path).with_name("final").joinpath("submission.csv").exists()
+    )

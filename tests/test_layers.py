@@ -85,8 +85,7 @@ def test_every_module_has_a_layer() -> None:
 def test_no_import_goes_up_a_layer(name: str) -> None:
     own = layer_of(name)
     upward = sorted(
-        target for target in GRAPH[name]
-        if part_of(target) != part_of(name) and layer_of(target) >= own
+        target for target in GRAPH[name] if part_of(target) != part_of(name) and layer_of(target) >= own
     )
     assert not upward, f"{name} (layer {own}) imports {upward} from the same or a higher layer"
 

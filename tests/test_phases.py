@@ -16,8 +16,14 @@ from mlestar.pipeline.run import create_run, execute
 from mlestar.settings import Settings
 from mlestar.store import Control, NodeStatus, RunStatus, RunStore
 
-SMALL = {"num_models": 3, "num_tracks": 2, "outer_steps": 1, "inner_steps": 2, "ensemble_rounds": 2,
-         "debug_retries": 1}
+SMALL = {
+    "num_models": 3,
+    "num_tracks": 2,
+    "outer_steps": 1,
+    "inner_steps": 2,
+    "ensemble_rounds": 2,
+    "debug_retries": 1,
+}
 
 
 @pytest.fixture
@@ -26,14 +32,18 @@ def competition(tmp_path: Path) -> Path:
 
 
 def start(competition: Path, tmp_path: Path, run_id: str = "r", **settings: object) -> RunStore:
-    return create_run(competition, Settings.load(runs_dir=tmp_path / "runs", **{**SMALL, **settings}), run_id=run_id)
+    return create_run(
+        competition, Settings.load(runs_dir=tmp_path / "runs", **{**SMALL, **settings}), run_id=run_id
+    )
 
 
 def checks(store: RunStore, kind: str) -> list[Event]:
     return [e for e in store.events(types=[EventType.CHECK]) if e.data.get("kind") == kind]
 
 
-def test_a_run_goes_through_every_phase_and_hands_in_a_valid_submission(competition: Path, tmp_path: Path) -> None:
+def test_a_run_goes_through_every_phase_and_hands_in_a_valid_submission(
+    competition: Path, tmp_path: Path
+) -> None:
     store = start(competition, tmp_path)
     brain, executor = ScriptedBrain(), ScriptedExecutor()
     result = execute(store, brain=brain, executor=executor)
@@ -79,7 +89,9 @@ def test_merging_stops_at_the_first_merge_that_is_worse(competition: Path, tmp_p
 def test_a_leakage_fix_is_kept_unless_the_score_collapses(
     competition: Path, tmp_path: Path, fix_score: float, kept: bool
 ) -> None:
-    store = start(competition, tmp_path, num_tracks=1, outer_steps=0, ensemble_rounds=0, leakage_check="phase1")
+    store = start(
+        competition, tmp_path, num_tracks=1, outer_steps=0, ensemble_rounds=0, leakage_check="phase1"
+    )
     execute(store, brain=ScriptedBrain(leaky=("m",), leak_fix_score=fix_score), executor=ScriptedExecutor())
     (verdict,) = checks(store, "leakage")
     assert verdict.data["verdict"] == "leak" and verdict.data["kept"] is kept
@@ -101,7 +113,9 @@ def test_a_data_usage_revision_is_kept_only_when_it_scores_as_well(
     competition: Path, tmp_path: Path, usage_score: float, kept: bool
 ) -> None:
     store = start(competition, tmp_path, num_tracks=1, outer_steps=0, ensemble_rounds=0, leakage_check="off")
-    execute(store, brain=ScriptedBrain(merge_gain=-0.01, usage_score=usage_score), executor=ScriptedExecutor())
+    execute(
+        store, brain=ScriptedBrain(merge_gain=-0.01, usage_score=usage_score), executor=ScriptedExecutor()
+    )
     (verdict,) = checks(store, "data_usage")
     assert verdict.data["kept"] is kept
     revision = next(n for n in store.nodes() if n.agent == "data_usage")
@@ -169,7 +183,9 @@ def test_resume_runs_nothing_finished_again(competition: Path, tmp_path: Path) -
     assert again_brain.calls["write_candidate"] == 0 and again_brain.calls["merge"] == 0
 
 
-def test_resume_with_more_time_never_reuses_a_step_whose_inputs_changed(competition: Path, tmp_path: Path) -> None:
+def test_resume_with_more_time_never_reuses_a_step_whose_inputs_changed(
+    competition: Path, tmp_path: Path
+) -> None:
     store = start(competition, tmp_path, time_limit_s=3600)
     execute(store, brain=StopsInPhase2(store), executor=ScriptedExecutor())
     ablation_before = {n.track: n for n in store.nodes(phase="phase2") if n.agent == "ablation"}

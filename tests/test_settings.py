@@ -24,7 +24,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(f"MLESTAR_{name.upper()}", raising=False)
 
 
-def test_sources_in_order_defaults_yaml_environment_explicit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sources_in_order_defaults_yaml_environment_explicit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("num_models: 3\nnum_tracks: 3\nseed: 7\n")
     monkeypatch.setenv("MLESTAR_NUM_TRACKS", "4")
@@ -51,7 +53,11 @@ def test_bad_values_are_one_line_config_errors(values: dict[str, Any], message: 
 
 
 def test_bad_yaml_files_are_one_line_errors(tmp_path: Path) -> None:
-    for text, message in (("a: [1", "not valid YAML"), ("- 1\n- 2\n", "mapping"), ("colour: red\n", "unknown")):
+    for text, message in (
+        ("a: [1", "not valid YAML"),
+        ("- 1\n- 2\n", "mapping"),
+        ("colour: red\n", "unknown"),
+    ):
         path = tmp_path / "bad.yaml"
         path.write_text(text)
         with pytest.raises(ConfigError, match=message):
@@ -101,15 +107,22 @@ def test_flags_come_from_the_settings_and_reach_the_command() -> None:
 
 
 def test_the_run_command_offers_every_run_setting_with_a_flag() -> None:
-    result = subprocess.run([sys.executable, "-m", "mlestar", "run", "--help"], capture_output=True, text=True,
-                            env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"}, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "mlestar", "run", "--help"],
+        capture_output=True,
+        text=True,
+        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
     assert result.returncode == 0
     for name in fields_of(scope="run"):
         for flag in field_meta(Settings.model_fields[name])["flags"]:
             assert flag.split("/")[0] in result.stdout, flag
 
 
-def test_a_bad_flag_value_is_one_line_through_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_a_bad_flag_value_is_one_line_through_the_cli(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     with pytest.raises(SystemExit) as info:
         cli_main(["run", str(tmp_path), "-M", "0"])
     assert info.value.code == 2

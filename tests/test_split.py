@@ -16,8 +16,17 @@ from mlestar.pipeline.split import make_folds, write_folds
 def task_for(root: Path, frame: pd.DataFrame, task_type: TaskType, **fields: object) -> Task:
     root.mkdir(parents=True, exist_ok=True)
     frame.to_csv(root / "train.csv", index=False)
-    return Task(name="t", root=root, data_dir=root, train_file="train.csv", target_columns=["y"],
-                task_type=task_type, metric="accuracy", lower_is_better=False, **fields)
+    return Task(
+        name="t",
+        root=root,
+        data_dir=root,
+        train_file="train.csv",
+        target_columns=["y"],
+        task_type=task_type,
+        metric="accuracy",
+        lower_is_better=False,
+        **fields,
+    )
 
 
 def test_classes_are_stratified_and_the_split_depends_only_on_the_seed(tmp_path: Path) -> None:

@@ -71,99 +71,210 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         # extra="ignore": a .env file also holds API keys and other tools' settings; unknown YAML
         # keys are still rejected by read_yaml_config and unknown keywords by load().
-        env_prefix="MLESTAR_", env_file=".env", extra="ignore", validate_assignment=True
+        env_prefix="MLESTAR_",
+        env_file=".env",
+        extra="ignore",
+        validate_assignment=True,
     )
 
     # -- the method's loop sizes -----------------------------------------------------------------
-    num_models: int = setting(4, "M: models retrieved and tried in phase 1", group="method",
-                              flags=("--num-models", "-M"), ge=1, le=20)
-    num_tracks: int = setting(2, "L: solution tracks refined in parallel", group="method",
-                              flags=("--num-tracks", "-L"), ge=1, le=8)
-    outer_steps: int = setting(4, "T: ablation-guided outer refinement steps", group="method",
-                               flags=("--outer-steps", "-T"), ge=0, le=50)
-    inner_steps: int = setting(4, "K: plans tried per extracted block", group="method",
-                               flags=("--inner-steps", "-K"), ge=0, le=50)
-    ensemble_rounds: int = setting(5, "R: ensemble plans tried in phase 3", group="method",
-                                   flags=("--ensemble-rounds", "-R"), ge=0, le=50)
-    debug_retries: int = setting(3, "debugger attempts per failing script", group="method",
-                                 flags=("--debug-retries",), ge=0, le=10)
+    num_models: int = setting(
+        4,
+        "M: models retrieved and tried in phase 1",
+        group="method",
+        flags=("--num-models", "-M"),
+        ge=1,
+        le=20,
+    )
+    num_tracks: int = setting(
+        2, "L: solution tracks refined in parallel", group="method", flags=("--num-tracks", "-L"), ge=1, le=8
+    )
+    outer_steps: int = setting(
+        4,
+        "T: ablation-guided outer refinement steps",
+        group="method",
+        flags=("--outer-steps", "-T"),
+        ge=0,
+        le=50,
+    )
+    inner_steps: int = setting(
+        4, "K: plans tried per extracted block", group="method", flags=("--inner-steps", "-K"), ge=0, le=50
+    )
+    ensemble_rounds: int = setting(
+        5,
+        "R: ensemble plans tried in phase 3",
+        group="method",
+        flags=("--ensemble-rounds", "-R"),
+        ge=0,
+        le=50,
+    )
+    debug_retries: int = setting(
+        3, "debugger attempts per failing script", group="method", flags=("--debug-retries",), ge=0, le=10
+    )
 
     # -- checks ----------------------------------------------------------------------------------
     leakage_check: Literal["all", "phase1", "off"] = setting(
-        "all", "leakage check before every script (all), on phase-1 solutions only, or off",
-        group="checks", flags=("--leakage-check",))
-    data_usage_check: bool = setting(True, "revise phase-1 solutions to use every provided file",
-                                     group="checks", flags=("--data-usage-check/--no-data-usage-check",))
+        "all",
+        "leakage check before every script (all), on phase-1 solutions only, or off",
+        group="checks",
+        flags=("--leakage-check",),
+    )
+    data_usage_check: bool = setting(
+        True,
+        "revise phase-1 solutions to use every provided file",
+        group="checks",
+        flags=("--data-usage-check/--no-data-usage-check",),
+    )
 
     # -- time and resources ----------------------------------------------------------------------
-    time_limit_s: float | None = setting(None, "wall-clock budget for the whole run, in seconds",
-                                         group="resources", flags=("--time-limit",), gt=0)
-    script_timeout_s: float = setting(900.0, "upper bound for one script, in seconds", group="resources",
-                                      flags=("--script-timeout",), gt=0)
-    workers: int = setting(0, "scripts run at once (0: one per track, within the cores)", group="resources",
-                           flags=("--workers",), ge=0, le=64)
-    threads_per_script: int = setting(0, "CPU threads per script (0: cores / workers)", group="resources",
-                                      flags=("--threads",), ge=0, le=256)
-    memory_mb: int = setting(0, "memory limit per script in MB (0: 70% of RAM / workers)", group="resources",
-                             flags=("--memory-mb",), ge=0)
-    network: bool = setting(False, "let scripts use the network", group="resources",
-                            flags=("--network/--no-network",))
+    time_limit_s: float | None = setting(
+        None,
+        "wall-clock budget for the whole run, in seconds",
+        group="resources",
+        flags=("--time-limit",),
+        gt=0,
+    )
+    script_timeout_s: float = setting(
+        900.0, "upper bound for one script, in seconds", group="resources", flags=("--script-timeout",), gt=0
+    )
+    workers: int = setting(
+        0,
+        "scripts run at once (0: one per track, within the cores)",
+        group="resources",
+        flags=("--workers",),
+        ge=0,
+        le=64,
+    )
+    threads_per_script: int = setting(
+        0,
+        "CPU threads per script (0: cores / workers)",
+        group="resources",
+        flags=("--threads",),
+        ge=0,
+        le=256,
+    )
+    memory_mb: int = setting(
+        0,
+        "memory limit per script in MB (0: 70% of RAM / workers)",
+        group="resources",
+        flags=("--memory-mb",),
+        ge=0,
+    )
+    network: bool = setting(
+        False, "let scripts use the network", group="resources", flags=("--network/--no-network",)
+    )
 
     # -- data ------------------------------------------------------------------------------------
-    seed: int = setting(0, "seed of the split, the subsample and every policy choice", group="data",
-                        flags=("--seed",))
-    n_folds: int = setting(5, "folds of the run's fixed split (fold 0 is the validation hold-out)",
-                           group="data", flags=("--folds",), ge=2, le=20)
-    dev_max_rows: int = setting(30_000, "rows of the development subsample", group="data",
-                                flags=("--dev-max-rows",), ge=100)
+    seed: int = setting(
+        0, "seed of the split, the subsample and every policy choice", group="data", flags=("--seed",)
+    )
+    n_folds: int = setting(
+        5,
+        "folds of the run's fixed split (fold 0 is the validation hold-out)",
+        group="data",
+        flags=("--folds",),
+        ge=2,
+        le=20,
+    )
+    dev_max_rows: int = setting(
+        30_000, "rows of the development subsample", group="data", flags=("--dev-max-rows",), ge=100
+    )
 
     # -- the LLM (none: the offline expert brain) -------------------------------------------------
-    llm: str | None = setting(None, "provider:model, e.g. openai:gpt-4.1; omit for the offline expert",
-                              group="llm", flags=("--llm",))
-    llm_base_url: str | None = setting(None, "endpoint of the model's server (overrides the provider's)",
-                                       group="llm", flags=("--llm-base-url",))
+    llm: str | None = setting(
+        None,
+        "provider:model, e.g. openai:gpt-4.1; omit for the offline expert",
+        group="llm",
+        flags=("--llm",),
+    )
+    llm_base_url: str | None = setting(
+        None,
+        "endpoint of the model's server (overrides the provider's)",
+        group="llm",
+        flags=("--llm-base-url",),
+    )
     llm_agent_models: dict[str, str] = setting(
-        dict, "agent role -> provider:model, e.g. {summarizer: openai:gpt-4.1-mini}", group="llm")
-    llm_temperature: float = setting(0.7, "sampling temperature", group="llm", flags=("--llm-temperature",),
-                                     ge=0.0, le=2.0)
-    llm_max_tokens: int = setting(8192, "most tokens one answer may have", group="llm",
-                                  flags=("--llm-max-tokens",), ge=16)
-    llm_max_reasks: int = setting(2, "how often a role asks again after an unusable answer", group="llm",
-                                  ge=0, le=10)
-    budget_usd: float | None = setting(None, "stop the run gracefully once the LLM calls cost this many USD",
-                                       group="llm", flags=("--budget-usd",), gt=0)
-    budget_tokens: int | None = setting(None, "stop the run gracefully after this many LLM tokens",
-                                        group="llm", flags=("--budget-tokens",), gt=0)
+        dict, "agent role -> provider:model, e.g. {summarizer: openai:gpt-4.1-mini}", group="llm"
+    )
+    llm_temperature: float = setting(
+        0.7, "sampling temperature", group="llm", flags=("--llm-temperature",), ge=0.0, le=2.0
+    )
+    llm_max_tokens: int = setting(
+        8192, "most tokens one answer may have", group="llm", flags=("--llm-max-tokens",), ge=16
+    )
+    llm_max_reasks: int = setting(
+        2, "how often a role asks again after an unusable answer", group="llm", ge=0, le=10
+    )
+    budget_usd: float | None = setting(
+        None,
+        "stop the run gracefully once the LLM calls cost this many USD",
+        group="llm",
+        flags=("--budget-usd",),
+        gt=0,
+    )
+    budget_tokens: int | None = setting(
+        None,
+        "stop the run gracefully after this many LLM tokens",
+        group="llm",
+        flags=("--budget-tokens",),
+        gt=0,
+    )
     budget_reserve_share: float = setting(
-        0.1, "share of the budget kept for writing the submission", group="llm", ge=0.0, le=0.9)
-    search: str | None = setting(None, "web search for the retriever: auto, tavily, brave, google, "
-                                 "duckduckgo, off", group="llm", flags=("--search",))
+        0.1, "share of the budget kept for writing the submission", group="llm", ge=0.0, le=0.9
+    )
+    search: str | None = setting(
+        None,
+        "web search for the retriever: auto, tavily, brave, google, duckduckgo, off",
+        group="llm",
+        flags=("--search",),
+    )
     search_results: int = setting(5, "results per search query", group="llm", ge=1, le=20)
-    llm_api_key_env: str | None = setting(None, "read the API key from this variable instead of the "
-                                          "provider's usual one", group="llm", scope="process")
-    llm_timeout_s: float = setting(300.0, "seconds one LLM request may take", group="llm", scope="process",
-                                   gt=0)
-    llm_max_retries: int = setting(4, "retries of a failed LLM request", group="llm", scope="process",
-                                   ge=0, le=20)
-    llm_backoff_base_s: float = setting(2.0, "first retry delay, doubled each time", group="llm",
-                                        scope="process", ge=0)
+    llm_api_key_env: str | None = setting(
+        None,
+        "read the API key from this variable instead of the provider's usual one",
+        group="llm",
+        scope="process",
+    )
+    llm_timeout_s: float = setting(
+        300.0, "seconds one LLM request may take", group="llm", scope="process", gt=0
+    )
+    llm_max_retries: int = setting(
+        4, "retries of a failed LLM request", group="llm", scope="process", ge=0, le=20
+    )
+    llm_backoff_base_s: float = setting(
+        2.0, "first retry delay, doubled each time", group="llm", scope="process", ge=0
+    )
     llm_backoff_max_s: float = setting(60.0, "longest retry delay", group="llm", scope="process", ge=0)
-    llm_cache_mode: CacheMode = setting("use", "use the response cache, turn it off, or replay from it alone",
-                                        group="llm", scope="process")
-    llm_cache_file: Path | None = setting(None, "a response cache shared by several runs (SQLite file)",
-                                          group="llm", scope="process")
-    prices: Path | None = setting(None, "YAML or JSON file of model prices, USD per 1M tokens "
-                                  "({model: {input, output}})", group="llm", scope="process")
+    llm_cache_mode: CacheMode = setting(
+        "use", "use the response cache, turn it off, or replay from it alone", group="llm", scope="process"
+    )
+    llm_cache_file: Path | None = setting(
+        None, "a response cache shared by several runs (SQLite file)", group="llm", scope="process"
+    )
+    prices: Path | None = setting(
+        None,
+        "YAML or JSON file of model prices, USD per 1M tokens ({model: {input, output}})",
+        group="llm",
+        scope="process",
+    )
 
     # -- where runs live, and the web server -----------------------------------------------------
-    runs_dir: Path = setting(Path("runs"), "folder holding the runs", group="storage", scope="process",
-                             flags=("--runs-dir",))
-    host: str = setting("127.0.0.1", "address the server listens on; beyond localhost MLESTAR_TOKEN is "
-                        "required", group="server", scope="process", flags=("--host",))
-    port: int = setting(8000, "port the server listens on", group="server", scope="process",
-                        flags=("--port",), ge=1, le=65535)
-    token: SecretStr | None = setting(None, "the server's access token (MLESTAR_TOKEN)", group="server",
-                                      scope="process")
+    runs_dir: Path = setting(
+        Path("runs"), "folder holding the runs", group="storage", scope="process", flags=("--runs-dir",)
+    )
+    host: str = setting(
+        "127.0.0.1",
+        "address the server listens on; beyond localhost MLESTAR_TOKEN is required",
+        group="server",
+        scope="process",
+        flags=("--host",),
+    )
+    port: int = setting(
+        8000, "port the server listens on", group="server", scope="process", flags=("--port",), ge=1, le=65535
+    )
+    token: SecretStr | None = setting(
+        None, "the server's access token (MLESTAR_TOKEN)", group="server", scope="process"
+    )
 
     @field_validator("llm", "search", "llm_base_url", "llm_api_key_env", "token", mode="before")
     @classmethod
@@ -249,7 +360,9 @@ class Settings(BaseSettings):
         values = {name: getattr(now, name) for name in fields_of(scope="process")}
         unknown = sorted(set(stored) - set(cls.model_fields))
         if unknown:
-            raise ConfigError(f"the run was stored with settings this mlestar does not know: {', '.join(unknown)}")
+            raise ConfigError(
+                f"the run was stored with settings this mlestar does not know: {', '.join(unknown)}"
+            )
         try:
             return cls(**{**values, **stored})
         except ValidationError as exc:

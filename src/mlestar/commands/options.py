@@ -47,8 +47,9 @@ def settings_parameters(*groups: Group) -> list[inspect.Parameter]:
             help_text += f" ({', '.join(map(str, choices))})"
         option = typer.Option(*meta["flags"], help=help_text, show_default=False)
         params.append(
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                              annotation=Annotated[kind | None, option])
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[kind | None, option]
+            )
         )
     return params
 

@@ -141,7 +141,9 @@ class Engine:
 
     def fits(self, step: Step, n_scripts: float = 1.0) -> bool:
         """Whether a step of about ``n_scripts`` scripts may start in its phase (a replayed decision)."""
-        return self.decide(step, "start", lambda: self.budget.can_start(step.phase.value, n_scripts=n_scripts))
+        return self.decide(
+            step, "start", lambda: self.budget.can_start(step.phase.value, n_scripts=n_scripts)
+        )
 
     # -- scores ----------------------------------------------------------------------------
     def better(self, a: float | None, b: float | None) -> bool:
@@ -175,7 +177,12 @@ class Engine:
             if self.better(scored.score, current.get("score")):
                 self.store.set_meta(
                     "best",
-                    {"score": scored.score, "node_id": scored.node_id, "phase": phase.value, "ts": time.time()},
+                    {
+                        "score": scored.score,
+                        "node_id": scored.node_id,
+                        "phase": phase.value,
+                        "ts": time.time(),
+                    },
                 )
                 self.publish(
                     EventType.BEST_UPDATED,
@@ -224,8 +231,15 @@ class Engine:
         info = {"script_info": script.info, "final": final, **(extra_info or {})}
         if node is None:
             node = self.store.add_node(
-                NodeRecord(step_key=key, parent_ids=parents or [], track=step.track, phase=phase,
-                           agent=agent.value, label=script.label, info=info)
+                NodeRecord(
+                    step_key=key,
+                    parent_ids=parents or [],
+                    track=step.track,
+                    phase=phase,
+                    agent=agent.value,
+                    label=script.label,
+                    info=info,
+                )
             )
         script_dir = self.store.run_dir / "scripts" / f"{node.id:04d}-{agent.value}"
         for leftover in ("working", "final"):  # a rerun after a crash starts clean
@@ -298,7 +312,11 @@ class Engine:
             },
         )
         return ScoredScript(
-            script=script, node_id=node.id, score=node.score, error=node.error, stdout_tail=result.stdout[-4000:]
+            script=script,
+            node_id=node.id,
+            score=node.score,
+            error=node.error,
+            stdout_tail=result.stdout[-4000:],
         )
 
     def _hidden(self, final: bool) -> list[Path]:
@@ -321,22 +339,39 @@ class Engine:
     ) -> ScoredScript:
         """Run a script; on failure let the brain debug it up to ``debug_retries`` times."""
         result = self.run_script(
-            step, script, agent=agent, parents=parents, final=final, validator=validator, extra_info=extra_info
+            step,
+            script,
+            agent=agent,
+            parents=parents,
+            final=final,
+            validator=validator,
+            extra_info=extra_info,
         )
         for attempt in range(1, self.settings.debug_retries + 1):
             if result.error is None:
                 break
             fix_step = step.at(f"debug{attempt}")
             fixed = self.ask(
-                fix_step, "code", self.brain.debug, ctx, result.script, result.error,
-                returns=Script | None, node_id=result.node_id,
+                fix_step,
+                "code",
+                self.brain.debug,
+                ctx,
+                result.script,
+                result.error,
+                returns=Script | None,
+                node_id=result.node_id,
             )
             if fixed is None:
                 break
             fixed = fixed.model_copy(update={"label": fixed.label or f"{script.label} (debugged)"})
             result = self.run_script(
-                fix_step, fixed, agent=Agent.DEBUG, parents=[result.node_id] if result.node_id else [],
-                final=final, validator=validator, extra_info=extra_info,
+                fix_step,
+                fixed,
+                agent=Agent.DEBUG,
+                parents=[result.node_id] if result.node_id else [],
+                final=final,
+                validator=validator,
+                extra_info=extra_info,
             )
         if result.error is not None:
             self.publish(

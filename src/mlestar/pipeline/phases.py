@@ -51,7 +51,9 @@ def initial_solutions(engine: Engine, searcher: Searcher | None) -> list[ScoredS
     summary = engine.ask(phase.at("summary"), "text", brain.summarize_task, ctx, returns=str)
     results: list[SearchResult] = []
     if searcher is not None:
-        queries = engine.ask(phase.at("queries"), "list", brain.search_queries, ctx, summary, returns=list[str])
+        queries = engine.ask(
+            phase.at("queries"), "list", brain.search_queries, ctx, summary, returns=list[str]
+        )
 
         def run_search(queries: list[str]) -> list[SearchResult]:
             return [found for query in queries[:3] for found in searcher(query)]
@@ -59,7 +61,14 @@ def initial_solutions(engine: Engine, searcher: Searcher | None) -> list[ScoredS
         results = engine.ask(phase.at("search"), "results", run_search, queries, returns=list[SearchResult])
     retrieve = phase.at("retrieve")
     cards = engine.ask(
-        retrieve, "cards", brain.retrieve_models, ctx, summary, results, settings.num_models, returns=list[ModelCard]
+        retrieve,
+        "cards",
+        brain.retrieve_models,
+        ctx,
+        summary,
+        results,
+        settings.num_models,
+        returns=list[ModelCard],
     )
     engine.note(
         retrieve.path,
@@ -73,7 +82,9 @@ def initial_solutions(engine: Engine, searcher: Searcher | None) -> list[ScoredS
         step = phase.at(f"cand{index}")
         script = engine.ask(step, "code", brain.write_candidate, ctx, card, returns=Script)
         script = guard_leakage(engine, step, script, ctx)
-        return engine.run_with_debug(step, script, agent=Agent.CANDIDATE, ctx=ctx, extra_info={"model": card.name})
+        return engine.run_with_debug(
+            step, script, agent=Agent.CANDIDATE, ctx=ctx, extra_info={"model": card.name}
+        )
 
     with ThreadPoolExecutor(max_workers=settings.resolved_workers()) as pool:
         scored = list(pool.map(candidate, range(len(cards)), cards))
@@ -92,10 +103,15 @@ def initial_solutions(engine: Engine, searcher: Searcher | None) -> list[ScoredS
             step = start.at(f"merge{index}")
             if not engine.fits(step):
                 break
-            merged = engine.ask(step, "code", brain.merge, tctx, base, addition, returns=Script, node_id=base.node_id)
+            merged = engine.ask(
+                step, "code", brain.merge, tctx, base, addition, returns=Script, node_id=base.node_id
+            )
             merged = guard_leakage(engine, step, merged, tctx)
             result = engine.run_with_debug(
-                step, merged, agent=Agent.MERGER, ctx=tctx,
+                step,
+                merged,
+                agent=Agent.MERGER,
+                ctx=tctx,
                 parents=[n for n in (base.node_id, addition.node_id) if n],
             )
             # Keep a merge only when it is not worse than the base; stop at the first that is.
@@ -131,7 +147,13 @@ def guard_leakage(engine: Engine, step: Step, script: Script, ctx: BrainContext)
         f"leakage found and fixed before running: {report.reason}",
         phase=step.phase.value,
         track=step.track,
-        data={"kind": "leakage", "verdict": "leak", "kept": True, "reason": report.reason, "stage": "pre-run"},
+        data={
+            "kind": "leakage",
+            "verdict": "leak",
+            "kept": True,
+            "reason": report.reason,
+            "stage": "pre-run",
+        },
     )
     return fixed
 
@@ -143,7 +165,11 @@ def checked_leakage(engine: Engine, step: Step, solution: ScoredScript, ctx: Bra
     verdict_key = step.key("check", (ctx, solution.script))
     if not report.leak:
         engine.note(
-            verdict_key, EventType.CHECK, "no leakage found", phase=phase, track=step.track,
+            verdict_key,
+            EventType.CHECK,
+            "no leakage found",
+            phase=phase,
+            track=step.track,
             data={"kind": "leakage", "verdict": "clean", "kept": False, "reason": report.reason},
         )
         return solution
@@ -178,12 +204,18 @@ def checked_leakage(engine: Engine, step: Step, solution: ScoredScript, ctx: Bra
 def checked_data_usage(engine: Engine, step: Step, solution: ScoredScript, ctx: BrainContext) -> ScoredScript:
     """Data-usage check; the revised script is kept only if it runs and scores at least as well."""
     phase = step.phase.value
-    report = engine.ask(step, "check", engine.brain.check_data_usage, ctx, solution.script, returns=DataUsageReport)
+    report = engine.ask(
+        step, "check", engine.brain.check_data_usage, ctx, solution.script, returns=DataUsageReport
+    )
     verdict_key = step.key("check", (ctx, solution.script))
     if report.all_used or report.script is None:
         engine.note(
-            verdict_key, EventType.CHECK, "data usage: all provided information is used", phase=phase,
-            track=step.track, data={"kind": "data_usage", "verdict": "all used", "kept": False, "reason": report.reason},
+            verdict_key,
+            EventType.CHECK,
+            "data usage: all provided information is used",
+            phase=phase,
+            track=step.track,
+            data={"kind": "data_usage", "verdict": "all used", "kept": False, "reason": report.reason},
         )
         return solution
     result = engine.run_with_debug(
@@ -219,23 +251,44 @@ def refine_track(engine: Engine, track: int, start: ScoredScript) -> ScoredScrip
         step = Step(Phase.REFINE, track, (f"o{outer}",))
         # One outer step costs an ablation run plus K refinement runs.
         if not engine.fits(step, n_scripts=1 + max(1, settings.inner_steps) * 0.5):
-            engine.note(step.path, EventType.BUDGET, "phase 2 stopped early to keep time",
-                        phase=Phase.REFINE.value, track=track)
+            engine.note(
+                step.path,
+                EventType.BUDGET,
+                "phase 2 stopped early to keep time",
+                phase=Phase.REFINE.value,
+                track=track,
+            )
             break
         base = best
         ablation_step = step.at("ablation")
         ablation = engine.ask(
-            ablation_step, "code", brain.write_ablation, ctx, base, list(summaries), returns=Script,
+            ablation_step,
+            "code",
+            brain.write_ablation,
+            ctx,
+            base,
+            list(summaries),
+            returns=Script,
             node_id=base.node_id,
         )
         ablation_run = engine.run_with_debug(
-            ablation_step, ablation, agent=Agent.ABLATION, ctx=ctx, parents=[base.node_id or 0],
+            ablation_step,
+            ablation,
+            agent=Agent.ABLATION,
+            ctx=ctx,
+            parents=[base.node_id or 0],
             counts_for_best=False,
         )
         output = engine.full_stdout(ablation_run)
         summary = engine.ask(
-            ablation_step, "summary", brain.summarize_ablation, ctx, ablation_run.script, output,
-            returns=AblationSummary, node_id=ablation_run.node_id,
+            ablation_step,
+            "summary",
+            brain.summarize_ablation,
+            ctx,
+            ablation_run.script,
+            output,
+            returns=AblationSummary,
+            node_id=ablation_run.node_id,
         )
         summaries.append(summary)
         engine.note(
@@ -245,11 +298,22 @@ def refine_track(engine: Engine, track: int, start: ScoredScript) -> ScoredScrip
             phase=Phase.REFINE.value,
             track=track,
             node_id=ablation_run.node_id,
-            data={"summary": summary.text, "effects": summary.effects, "baseline": summary.baseline_score,
-                  "outer_step": outer},
+            data={
+                "summary": summary.text,
+                "effects": summary.effects,
+                "baseline": summary.baseline_score,
+                "outer_step": outer,
+            },
         )
         block_plan = engine.ask(
-            step, "extract", brain.extract_block, ctx, base, summary, list(refined_blocks), returns=BlockPlan,
+            step,
+            "extract",
+            brain.extract_block,
+            ctx,
+            base,
+            summary,
+            list(refined_blocks),
+            returns=BlockPlan,
             node_id=base.node_id,
         )
         refined_blocks.append(block_plan.block)
@@ -261,8 +325,15 @@ def refine_track(engine: Engine, track: int, start: ScoredScript) -> ScoredScrip
                 if not engine.fits(inner_step):
                     break
                 plan = engine.ask(
-                    inner_step, "plan", brain.plan_refinement, ctx, base.script, block_plan.block, list(history),
-                    returns=RefinementPlan | None, node_id=base.node_id,
+                    inner_step,
+                    "plan",
+                    brain.plan_refinement,
+                    ctx,
+                    base.script,
+                    block_plan.block,
+                    list(history),
+                    returns=RefinementPlan | None,
+                    node_id=base.node_id,
                 )
             if plan is None:
                 break
@@ -276,14 +347,24 @@ def refine_track(engine: Engine, track: int, start: ScoredScript) -> ScoredScrip
             f"track {track} outer step {outer}: block {block_plan.name or '?'}; best {best.score}",
             phase=Phase.REFINE.value,
             track=track,
-            data={"step": "outer", "outer_step": outer, "block_name": block_plan.name,
-                  "plans": [h.model_dump() for h in history], "best": best.score},
+            data={
+                "step": "outer",
+                "outer_step": outer,
+                "block_name": block_plan.name,
+                "plans": [h.model_dump() for h in history],
+                "best": best.score,
+            },
         )
     return best
 
 
 def _refine_once(
-    engine: Engine, step: Step, base: ScoredScript, block_plan: BlockPlan, plan: RefinementPlan, ctx: BrainContext
+    engine: Engine,
+    step: Step,
+    base: ScoredScript,
+    block_plan: BlockPlan,
+    plan: RefinementPlan,
+    ctx: BrainContext,
 ) -> ScoredScript | None:
     def implement(ctx: BrainContext, script: Script, block: str, plan: RefinementPlan) -> Script | None:
         try:
@@ -293,14 +374,25 @@ def _refine_once(
             return None
 
     script = engine.ask(
-        step, "code", implement, ctx, base.script, block_plan.block, plan, returns=Script | None,
+        step,
+        "code",
+        implement,
+        ctx,
+        base.script,
+        block_plan.block,
+        plan,
+        returns=Script | None,
         node_id=base.node_id,
     )
     if script is None:
         return None
     script = guard_leakage(engine, step, script, ctx)
     return engine.run_with_debug(
-        step, script, agent=Agent.REFINE, ctx=ctx, parents=[base.node_id or 0],
+        step,
+        script,
+        agent=Agent.REFINE,
+        ctx=ctx,
+        parents=[base.node_id or 0],
         extra_info={"plan": plan.text, "block_name": block_plan.name},
     )
 
@@ -311,25 +403,37 @@ def ensemble(engine: Engine, solutions: list[ScoredScript]) -> ScoredScript | No
     settings, brain, ctx = engine.settings, engine.brain, engine.ctx
     usable = _distinct([s for s in solutions if s.score is not None])
     if len(usable) < 2 or settings.ensemble_rounds == 0:
-        engine.note(Step(Phase.ENSEMBLE).path, EventType.STEP_FINISHED,
-                    "ensembling skipped: fewer than two distinct solutions",
-                    phase=Phase.ENSEMBLE.value, data={"step": "skip"})
+        engine.note(
+            Step(Phase.ENSEMBLE).path,
+            EventType.STEP_FINISHED,
+            "ensembling skipped: fewer than two distinct solutions",
+            phase=Phase.ENSEMBLE.value,
+            data={"step": "skip"},
+        )
         return None
     history: list[EnsembleAttempt] = []
     best: ScoredScript | None = None
     for round_ in range(settings.ensemble_rounds):
         step = Step(Phase.ENSEMBLE, None, (f"r{round_}",))
         if not engine.fits(step, n_scripts=len(usable)):
-            engine.note(step.path, EventType.BUDGET, "phase 3 stopped early to keep time", phase=Phase.ENSEMBLE.value)
+            engine.note(
+                step.path, EventType.BUDGET, "phase 3 stopped early to keep time", phase=Phase.ENSEMBLE.value
+            )
             break
-        plan = engine.ask(step, "plan", brain.plan_ensemble, ctx, usable, list(history), returns=RefinementPlan | None)
+        plan = engine.ask(
+            step, "plan", brain.plan_ensemble, ctx, usable, list(history), returns=RefinementPlan | None
+        )
         if plan is None:
             break
         script = engine.ask(step, "code", brain.implement_ensemble, ctx, usable, plan, returns=Script)
         script = guard_leakage(engine, step, script, ctx)
         result = engine.run_with_debug(
-            step, script, agent=Agent.ENSEMBLE, ctx=ctx,
-            parents=[s.node_id for s in usable if s.node_id], extra_info={"plan": plan.text},
+            step,
+            script,
+            agent=Agent.ENSEMBLE,
+            ctx=ctx,
+            parents=[s.node_id for s in usable if s.node_id],
+            extra_info={"plan": plan.text},
         )
         history.append(EnsembleAttempt(plan=plan, score=result.score))
         if result.score is not None and (best is None or engine.better(result.score, best.score)):
@@ -375,11 +479,23 @@ def write_submission(engine: Engine, step: Step, solution: ScoredScript) -> Scor
     """Turn a solution into its final script, run it on all data, and publish a valid submission."""
     ctx = engine.ctx
     final = engine.ask(
-        step, "code", engine.brain.write_submission, ctx, solution.script, returns=Script, node_id=solution.node_id
+        step,
+        "code",
+        engine.brain.write_submission,
+        ctx,
+        solution.script,
+        returns=Script,
+        node_id=solution.node_id,
     )
     result = engine.run_with_debug(
-        step, final, agent=Agent.SUBMISSION, ctx=ctx, parents=[solution.node_id or 0], final=True,
-        validator=submission_validator(engine), extra_info={"dev_score": solution.score},
+        step,
+        final,
+        agent=Agent.SUBMISSION,
+        ctx=ctx,
+        parents=[solution.node_id or 0],
+        final=True,
+        validator=submission_validator(engine),
+        extra_info={"dev_score": solution.score},
     )
     if result.error is not None or result.node_id is None:
         return None
@@ -388,15 +504,22 @@ def write_submission(engine: Engine, step: Step, solution: ScoredScript) -> Scor
     script_dir = (engine.store.run_dir / node.script_path).parent
     run_dir = engine.store.run_dir
     # Write to temporary names first so a crash never leaves a half-written submission.
-    for source, name in ((script_dir / FINAL_DIR / SUBMISSION_NAME, SUBMISSION_NAME),
-                         (script_dir / SCRIPT_NAME, "solution.py")):
+    for source, name in (
+        (script_dir / FINAL_DIR / SUBMISSION_NAME, SUBMISSION_NAME),
+        (script_dir / SCRIPT_NAME, "solution.py"),
+    ):
         tmp = run_dir / f".{name}.tmp"
         tmp.write_bytes(source.read_bytes())
         tmp.replace(run_dir / name)
     engine.store.set_meta(
         "submission",
-        {"dev_score": solution.score, "source_node_id": solution.node_id, "final_node_id": result.node_id,
-         "final_score": result.score, "phase": step.phase.value},
+        {
+            "dev_score": solution.score,
+            "source_node_id": solution.node_id,
+            "final_node_id": result.node_id,
+            "final_score": result.score,
+            "phase": step.phase.value,
+        },
     )
     engine.publish(
         EventType.SUBMISSION_WRITTEN,

@@ -1,8 +1,8 @@
 """Starting, resuming and finishing a run: the glue between intake, store, brain, executor and phases.
 
-    create_run   intake, the run folder, its store, the fixed split and the scripts' input views
-    execute      the event bus, the brain, the executor and the four phases, until done or stopped
-    run, resume  the Python API (``mlestar.run``, ``mlestar.resume``)
+create_run   intake, the run folder, its store, the fixed split and the scripts' input views
+execute      the event bus, the brain, the executor and the four phases, until done or stopped
+run, resume  the Python API (``mlestar.run``, ``mlestar.resume``)
 """
 
 from __future__ import annotations
@@ -48,7 +48,11 @@ def new_run_id(task_name: str) -> str:
 
 def data_report(task: Task) -> str:
     """The data profile as text, for brains and the report."""
-    lines = [task.summary(), "", "Columns of the train file (name, dtype, kind, missing share, unique values, examples):"]
+    lines = [
+        task.summary(),
+        "",
+        "Columns of the train file (name, dtype, kind, missing share, unique values, examples):",
+    ]
     for col in task.columns[:200]:
         examples = ", ".join(col.examples[:3])
         lines.append(
@@ -115,8 +119,13 @@ def create_run(
             "active_s": 0.0,
         },
     )
-    folds = write_folds(task, run_dir / FOLDS_PATH, seed=settings.seed, n_folds=settings.n_folds,
-                        dev_max_rows=settings.dev_max_rows)
+    folds = write_folds(
+        task,
+        run_dir / FOLDS_PATH,
+        seed=settings.seed,
+        n_folds=settings.n_folds,
+        dev_max_rows=settings.dev_max_rows,
+    )
     build_input_dir(run_dir / DEV_INPUT, input_view(task, final=False).links, folds_csv=folds)
     build_input_dir(run_dir / FINAL_INPUT, input_view(task, final=True).links, folds_csv=folds)
     store.set_meta("context", brain_context(task, settings, run_dir, report).model_dump(mode="json"))
@@ -203,13 +212,20 @@ def execute(
     )
     store.set_meta(
         "budget",
-        {"time_limit_s": settings.time_limit_s, "spent_before_s": budget.spent_before_s, "started_at": time.time()},
+        {
+            "time_limit_s": settings.time_limit_s,
+            "spent_before_s": budget.spent_before_s,
+            "started_at": time.time(),
+        },
     )
     if resumed:
         bus.publish(EventType.RUN_RESUMED, f"resumed {store.run_id}")
     else:
-        bus.publish(EventType.RUN_STARTED, f"run {store.run_id} on {task.name} with the {brain.name} brain",
-                    data={"brain": brain.name, "config": settings.run_values()})
+        bus.publish(
+            EventType.RUN_STARTED,
+            f"run {store.run_id} on {task.name} with the {brain.name} brain",
+            data={"brain": brain.name, "config": settings.run_values()},
+        )
 
     def request_stop() -> None:
         engine.stop_requested.set()
@@ -244,8 +260,11 @@ def execute(
     store.set_meta("stop_reason", stop_reason)
     result = finish(store, bus, task, settings, budget.elapsed(), status, stop_reason)
     if status == RunStatus.FINISHED:
-        bus.publish(EventType.RUN_FINISHED, f"finished; best {task.metric} {result.best_score}",
-                    data={"best_score": result.best_score})
+        bus.publish(
+            EventType.RUN_FINISHED,
+            f"finished; best {task.metric} {result.best_score}",
+            data={"best_score": result.best_score},
+        )
     if error is not None:
         raise error
     return result
@@ -270,7 +289,9 @@ def _submit_best_so_far(engine: Engine) -> None:
     if node is None:
         return
     try:
-        phases.publish_if_better(engine, Step(Phase.SUBMIT, None, ("budget",)), [engine.scored_from_node(node)])
+        phases.publish_if_better(
+            engine, Step(Phase.SUBMIT, None, ("budget",)), [engine.scored_from_node(node)]
+        )
     except BudgetExhausted:
         engine.publish(EventType.WARNING, "no budget left to write a submission from the best solution")
 
@@ -284,7 +305,9 @@ def _all_phases(engine: Engine, *, searcher: phases.Searcher | None) -> None:
     engine.phase_started(Phase.REFINE, "ablation-guided refinement")
     with ThreadPoolExecutor(max_workers=settings.num_tracks) as pool:
         refined = list(pool.map(lambda args: phases.refine_track(engine, *args), enumerate(winners)))
-    engine.phase_finished(Phase.REFINE, data={"tracks": [{"node_id": r.node_id, "score": r.score} for r in refined]})
+    engine.phase_finished(
+        Phase.REFINE, data={"tracks": [{"node_id": r.node_id, "score": r.score} for r in refined]}
+    )
     engine.phase_started(Phase.ENSEMBLE, "planned ensembling")
     ensembled = phases.ensemble(engine, refined)
     engine.phase_finished(Phase.ENSEMBLE, data={"best": ensembled.score if ensembled else None})
@@ -314,7 +337,9 @@ def run(
         settings = Settings.load(**{**settings.model_dump(), **overrides})
     if brain is None and settings.llm:
         make_brain(settings)  # a missing key or bad model spec fails now, before a run folder exists
-    store = create_run(competition, settings, run_id=run_id, metric=metric, target=target, id_column=id_column)
+    store = create_run(
+        competition, settings, run_id=run_id, metric=metric, target=target, id_column=id_column
+    )
     with store:
         return execute(store, listeners=listeners, brain=brain, executor=executor)
 
@@ -333,7 +358,9 @@ def resume(
     with store:
         status = store.status
         if status == RunStatus.RUNNING:
-            raise MlestarError(f"run {store.run_id} is still running (pid {store.get_meta('owner', {}).get('pid')})")
+            raise MlestarError(
+                f"run {store.run_id} is still running (pid {store.get_meta('owner', {}).get('pid')})"
+            )
         if status == RunStatus.FINISHED:
             raise MlestarError(f"run {store.run_id} has already finished; nothing to resume")
         if time_limit_s is not None:
