@@ -209,3 +209,12 @@ def test_resume_with_more_time_never_reuses_a_step_whose_inputs_changed(
     assert track1 == [ablation_before[1]]  # unchanged inputs: reused, not rerun
     assert brain.calls["write_candidate"] == 0  # phase 1's candidates came back from the store
     assert not {"m0", "m1", "m2"} & set(executor.runs)
+
+
+def test_a_run_stored_without_a_brain_context_gets_one_on_resume(competition: Path, tmp_path: Path) -> None:
+    store = start(competition, tmp_path)
+    execute(store, brain=StopsInPhase2(store), executor=ScriptedExecutor())
+    store._conn.execute("DELETE FROM meta WHERE key = 'context'")  # as runs created before contexts were kept
+    result = execute(RunStore(store.run_dir), brain=ScriptedBrain(), executor=ScriptedExecutor())
+    assert result.status == RunStatus.FINISHED
+    assert store.get_meta("context")["task"]["name"] == "comp"
