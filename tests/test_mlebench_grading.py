@@ -208,6 +208,7 @@ def test_cli_invalid_submission_exits_1_with_the_graders_reason(checkout: Path, 
 def test_cli_pointer_leaderboard_grades_the_score_and_marks_medals_unknown(
     checkout: Path, data: Path, capsys
 ) -> None:
+    (checkout / ".git").mkdir()  # a clone: the message says where to fetch the leaderboards
     answers = _answers(data, "tiny-prices")
     submission = _submission(data, "tiny-prices", answers["target"] + 0.5)
     code, out, err = _run(["grade", str(submission), "--competition", str(data / "tiny-prices"),
@@ -217,7 +218,8 @@ def test_cli_pointer_leaderboard_grades_the_score_and_marks_medals_unknown(
     assert report["score"] == pytest.approx(0.5) and report["valid_submission"] is True
     assert all(report[key] is None for key in ("gold_medal", "any_medal", "gold_threshold", "is_lower_better"))
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "Git LFS pointer" in warnings[0] and "git lfs pull" in warnings[0]
+    assert len(warnings) == 1 and "Git LFS pointer" in warnings[0]
+    assert f"cd {checkout.resolve()} && git lfs install && git lfs pull" in warnings[0]
     assert "Traceback" not in err and report["medals_unknown"] in warnings[0]
     code, out, err = _run(["grade", str(submission), "--competition", str(data / "tiny-prices"),
                            "--mlebench", str(checkout)], capsys)

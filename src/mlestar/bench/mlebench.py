@@ -320,9 +320,9 @@ def headline_lines(report: dict[str, Any]) -> list[str]:
             lines.append(f"{name.replace('_', ' ')}: -")
             continue
         se = "" if figure["stderr"] is None else f" ± {figure['stderr']:.1f}"
-        seeds = len(figure["per_seed"])
-        lines.append(f"{name.replace('_', ' ')}: {figure['mean']:.1f}%{se} "
-                     f"({figure['competitions']} competitions, {seeds} seed{'s' * (seeds != 1)})")
+        seeds, competitions = len(figure["per_seed"]), figure["competitions"]
+        lines.append(f"{name.replace('_', ' ')}: {figure['mean']:.1f}%{se} ({competitions} "
+                     f"competition{'s' * (competitions != 1)}, {seeds} seed{'s' * (seeds != 1)})")
     return lines
 
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from mlestar.bench.suite import SeedResult
 
 console = Console()
+if not console.is_terminal:  # piped or captured output gets room for the table
+    console = Console(width=160)
 err_console = Console(stderr=True)
 
 
@@ -127,6 +129,7 @@ def _bench_mlebench(
         report_payload,
         run_split,
     )
+    from mlestar.bench import suite as suite_runner
     from mlestar.bench.suite import BenchPlan, rich_table
 
     limit = time_limit if time_limit is not None else MLEBENCH_TIME_LIMIT_S
@@ -145,7 +148,8 @@ def _bench_mlebench(
         err_console.print(line, highlight=False, soft_wrap=True)
 
     split_plan = SplitPlan(checkout=checkout, data=data, split=split)
-    outcome = run_split(split_plan, plan, out, only=names, progress=progress, notice=notice)
+    outcome = run_split(split_plan, plan, out, only=names, runner=suite_runner.subprocess_runner,
+                        progress=progress, notice=notice)
     if as_json:
         typer.echo(json.dumps(report_payload(outcome, out), indent=2, default=str))
         return

@@ -98,10 +98,14 @@ def _repository_of(path: Path) -> Path | None:
 def lfs_pointer_message(path: Path) -> str:
     """One line: which leaderboard is a pointer, and the command that fetches the real files."""
     repository = _repository_of(path)
-    where = f"cd {repository} && " if repository is not None else "in its repository: "
+    fetch = (
+        f"cd {repository} && git lfs install && git lfs pull"
+        if repository is not None
+        else "git lfs install && git lfs pull, in the repository it came from"
+    )
     return (
         f"medals unknown: {path} is a Git LFS pointer, not the leaderboard (cloned without git-lfs); "
-        f"fetch the leaderboards with: {where}git lfs install && git lfs pull"
+        f"fetch the leaderboards with: {fetch}"
     )
 
 
