@@ -9,7 +9,8 @@ naming ``mlebench.competitions.<id>.grade:grade``, ``grade.py``, sometimes modul
 - ``tiny-churn``: ROC AUC; ``grade.py`` imports its column names relatively (``from .columns``);
 - ``tiny-prices``: RMSE through a helper module of its folder, imported inside ``grade()``;
   its leaderboard is a Git LFS pointer, as in a clone without git-lfs;
-- ``tiny-strict``: accuracy; its grader raises ``InvalidSubmissionError`` for anything but 0/1 labels;
+- ``tiny-strict``: accuracy; its grader raises ``InvalidSubmissionError`` for anything but 0/1 labels
+  and counts the hits in a spawned worker process;
 - ``tiny-needs-package``: its grader imports a package that is not installed;
 - ``tiny-unprepared``: like tiny-churn; the tests never prepare its data.
 
@@ -27,7 +28,7 @@ ABSENT_PACKAGE = "mlestar_fixture_absent_package"
 LITE = ["tiny-churn", "tiny-prices", "tiny-unprepared"]
 ALL = ["tiny-churn", "tiny-needs-package", "tiny-prices", "tiny-strict", "tiny-unprepared"]
 
-UTILS = '''
+UTILS = """
 import logging
 
 import yaml  # upstream's utils import third-party packages too (py7zr, yaml, tqdm)
@@ -36,7 +37,7 @@ import yaml  # upstream's utils import third-party packages too (py7zr, yaml, tq
 def get_logger(name):
     logging.basicConfig(level=logging.INFO, format="[mlebench] %(message)s")
     return logging.getLogger(name)
-'''
+"""
 GRADE_HELPERS = '''
 from mlebench.utils import get_logger
 
@@ -62,11 +63,11 @@ def aligned(submission, answers, id_column, target):
         raise InvalidSubmissionError("the submission's ids do not match the answers")
     return merged[target + "_true"].to_numpy(), merged[target + "_pred"].to_numpy()
 '''
-CHURN_COLUMNS = '''
+CHURN_COLUMNS = """
 ID = "id"
 TARGET = "target"
-'''
-CHURN_GRADE = '''
+"""
+CHURN_GRADE = """
 from sklearn.metrics import roc_auc_score
 
 from mlebench.competitions.utils import aligned
@@ -78,8 +79,8 @@ def grade(submission, answers):
     print("grading tiny churn")  # upstream graders print progress to stdout
     y_true, y_score = aligned(submission, answers, ID, TARGET)
     return roc_auc_score(y_true, y_score)
-'''
-PRICES_METRIC = '''
+"""
+PRICES_METRIC = """
 import numpy as np
 
 from mlebench.competitions.utils import aligned
@@ -90,30 +91,41 @@ OFFSET = 0.0
 def rmse(submission, answers):
     y_true, y_pred = aligned(submission, answers, "id", "target")
     return float(np.sqrt(np.mean((y_true - y_pred) ** 2))) + OFFSET
-'''
-PRICES_GRADE = '''
+"""
+PRICES_GRADE = """
 def grade(submission, answers):
     from .metric import rmse  # imported when grading, not when the grader is loaded
 
     return rmse(submission, answers)
-'''
-STRICT_GRADE = '''
+"""
+STRICT_GRADE = """
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
 from mlebench.grade_helpers import InvalidSubmissionError
+
+
+def agree(pair):
+    return pair[0] == pair[1]
 
 
 def grade(submission, answers):
     if not submission["target"].isin([0, 1]).all():
         raise InvalidSubmissionError("predictions must be 0 or 1 labels")
     merged = answers.merge(submission, on="id", suffixes=("_true", "_pred"))
-    return float((merged["target_true"] == merged["target_pred"]).mean())
-'''
-NEEDS_PACKAGE_GRADE = f'''
+    pairs = list(zip(merged["target_true"].tolist(), merged["target_pred"].tolist()))
+    # Upstream graders use process pools; a spawned worker imports this module by name.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        hits = list(pool.map(agree, pairs))
+    return sum(hits) / len(hits)
+"""
+NEEDS_PACKAGE_GRADE = f"""
 import {ABSENT_PACKAGE}
 
 
 def grade(submission, answers):
     return 0.0
-'''
+"""
 LFS_POINTER = (
     "version https://git-lfs.github.com/spec/v1\n"
     "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
@@ -143,8 +155,9 @@ def _config(competition_id: str, grader_name: str) -> str:
 
 
 def _leaderboard(scores: list[float]) -> str:
-    frame = pd.DataFrame({"teamId": range(len(scores)), "teamName": [f"team {i}" for i in range(len(scores))],
-                          "score": scores})
+    frame = pd.DataFrame(
+        {"teamId": range(len(scores)), "teamName": [f"team {i}" for i in range(len(scores))], "score": scores}
+    )
     return frame.to_csv(index=False)
 
 

@@ -60,15 +60,23 @@ def data(tmp_path: Path) -> Path:
 
 
 def _bench(checkout: Path, data: Path, out: Path, runner: FakeRunner, *, split: str = "lite", seeds: int = 2):
-    return run_split(SplitPlan(checkout, data, split), BenchPlan(time_limit=60, seeds=seeds), out, runner=runner)
+    return run_split(
+        SplitPlan(checkout, data, split), BenchPlan(time_limit=60, seeds=seeds), out, runner=runner
+    )
 
 
-def test_a_split_runs_what_is_prepared_and_reports_mle_bench_figures(checkout: Path, data: Path,
-                                                                     tmp_path: Path) -> None:
+def test_a_split_runs_what_is_prepared_and_reports_mle_bench_figures(
+    checkout: Path, data: Path, tmp_path: Path
+) -> None:
     runner, out = FakeRunner(data), tmp_path / "out"
     notices: list[str] = []
-    outcome = run_split(SplitPlan(checkout, data, "lite"), BenchPlan(time_limit=60, seeds=2), out,
-                        runner=runner, notice=notices.append)
+    outcome = run_split(
+        SplitPlan(checkout, data, "lite"),
+        BenchPlan(time_limit=60, seeds=2),
+        out,
+        runner=runner,
+        notice=notices.append,
+    )
     ran = sorted(argv[argv.index("--run-id") + 1] for argv in runner.calls)
     assert ran == ["tiny-churn-s0", "tiny-churn-s1", "tiny-prices-s0", "tiny-prices-s1"]
     assert len(notices) == 1 and notices[0].startswith("missing data: tiny-unprepared: no prepared data")
@@ -80,18 +88,32 @@ def test_a_split_runs_what_is_prepared_and_reports_mle_bench_figures(checkout: P
     assert [m["competition_id"] for m in report["medals_unknown"]] == ["tiny-prices"]
     assert "git lfs pull" in report["medals_unknown"][0]["reason"]
     figures = report["headline"]
-    assert figures["valid_submission"]["per_seed"] == [100.0, 100.0] and figures["valid_submission"]["stderr"] == 0
+    assert (
+        figures["valid_submission"]["per_seed"] == [100.0, 100.0]
+        and figures["valid_submission"]["stderr"] == 0
+    )
     # Medals are known for tiny-churn only: a perfect AUC is gold (seed 0), random numbers win nothing.
     assert figures["any_medal"]["competitions"] == 1 and figures["any_medal"]["per_seed"] == [100.0, 0.0]
     assert figures["any_medal"]["mean"] == 50.0 and figures["any_medal"]["stderr"] == pytest.approx(50.0)
-    assert figures["gold_medal"]["per_seed"] == [100.0, 0.0] and figures["silver_medal"]["per_seed"] == [0.0, 0.0]
+    assert figures["gold_medal"]["per_seed"] == [100.0, 0.0] and figures["silver_medal"]["per_seed"] == [
+        0.0,
+        0.0,
+    ]
     assert figures["above_median"]["per_seed"] == [100.0, 0.0]
     assert report["seed_totals"][0] == {
-        "seed": 0, "total_runs": 2, "total_runs_with_submissions": 2, "total_valid_submissions": 2,
-        "total_medals": 1, "total_gold_medals": 1, "total_silver_medals": 0, "total_bronze_medals": 0,
+        "seed": 0,
+        "total_runs": 2,
+        "total_runs_with_submissions": 2,
+        "total_valid_submissions": 2,
+        "total_medals": 1,
+        "total_gold_medals": 1,
+        "total_silver_medals": 0,
+        "total_bronze_medals": 0,
         "total_above_median": 1,
     }
-    churn = next(r for r in report["competition_reports"] if r["competition_id"] == "tiny-churn" and r["seed"] == 0)
+    churn = next(
+        r for r in report["competition_reports"] if r["competition_id"] == "tiny-churn" and r["seed"] == 0
+    )
     assert churn["score"] == 1.0 and churn["gold_medal"] is True and churn["gold_threshold"] == 0.95
     assert churn["cost_usd"] == 0.25 and churn["submission_path"].endswith("tiny-churn-s0/submission.csv")
     prices = next(r for r in report["competition_reports"] if r["competition_id"] == "tiny-prices")
@@ -99,11 +121,16 @@ def test_a_split_runs_what_is_prepared_and_reports_mle_bench_figures(checkout: P
     csv_rows = pd.read_csv(out / REPORT_CSV)
     assert len(csv_rows) == 4 and {"competition_id", "seed", "gold_medal", "score"} <= set(csv_rows.columns)
     rows = {row.competition: row for row in outcome.rows}
-    assert rows["tiny-churn"].gold == 1 and rows["tiny-churn"].any_medal == 1 and rows["tiny-prices"].gold is None
+    assert (
+        rows["tiny-churn"].gold == 1
+        and rows["tiny-churn"].any_medal == 1
+        and rows["tiny-prices"].gold is None
+    )
 
 
-def test_rerun_runs_nothing_and_a_fetched_leaderboard_completes_the_medals(checkout: Path, data: Path,
-                                                                           tmp_path: Path) -> None:
+def test_rerun_runs_nothing_and_a_fetched_leaderboard_completes_the_medals(
+    checkout: Path, data: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     _bench(checkout, data, out, FakeRunner(data))
     again = FakeRunner(data)
@@ -121,16 +148,19 @@ def test_rerun_runs_nothing_and_a_fetched_leaderboard_completes_the_medals(check
     assert all(r["is_lower_better"] is True for r in prices)
 
 
-def test_a_grader_that_cannot_load_is_listed_not_counted_and_graded_later(checkout: Path, data: Path,
-                                                                          tmp_path: Path) -> None:
+def test_a_grader_that_cannot_load_is_listed_not_counted_and_graded_later(
+    checkout: Path, data: Path, tmp_path: Path
+) -> None:
     mlebench_prepared(data, "tiny-needs-package", "binary", n_rows=80)
     split = tmp_path / "mine.txt"
     split.write_text("tiny-churn\ntiny-needs-package\n")
     out = tmp_path / "out"
     outcome = _bench(checkout, data, out, FakeRunner(data), split=str(split), seeds=1)
     (not_graded,) = outcome.report["not_graded"]
-    assert not_graded["competition_id"] == "tiny-needs-package" and f"pip install {ABSENT_PACKAGE}" in (
-        not_graded["reason"])
+    assert (
+        not_graded["competition_id"] == "tiny-needs-package"
+        and f"pip install {ABSENT_PACKAGE}" in (not_graded["reason"])
+    )
     assert outcome.report["headline"]["valid_submission"]["competitions"] == 1  # tiny-churn alone
     grade_py = checkout / "mlebench" / "competitions" / "tiny-needs-package" / "grade.py"
     grade_py.write_text("def grade(submission, answers):\n    return 0.5\n")  # the package got installed
@@ -140,27 +170,47 @@ def test_a_grader_that_cannot_load_is_listed_not_counted_and_graded_later(checko
     assert outcome.report["headline"]["valid_submission"]["competitions"] == 2
 
 
-def test_competitions_mlestar_cannot_read_count_as_invalid(checkout: Path, data: Path, tmp_path: Path) -> None:
+def test_competitions_mlestar_cannot_read_count_as_invalid(
+    checkout: Path, data: Path, tmp_path: Path
+) -> None:
     (data / "tiny-prices" / "prepared" / "public" / "train.csv").unlink()  # intake fails: no train file
     runner = FakeRunner(data)
     outcome = _bench(checkout, data, tmp_path / "out", runner, seeds=1)
     assert all("tiny-prices" not in " ".join(argv) for argv in runner.calls)
     prices = next(r for r in outcome.results if r.competition == "tiny-prices")
-    assert not prices.valid and "no train file" in prices.reason and prices.report["valid_submission"] is False
+    assert (
+        not prices.valid and "no train file" in prices.reason and prices.report["valid_submission"] is False
+    )
     assert outcome.report["headline"]["valid_submission"]["per_seed"] == [50.0]
 
 
 def test_headline_is_mean_and_standard_error_over_seeds() -> None:
     def run(competition: str, seed: int, medal: bool | None, valid: bool = True) -> SeedResult:
-        report = {"valid_submission": valid, "any_medal": medal, "gold_medal": medal, "silver_medal": medal and False,
-                  "bronze_medal": medal and False, "above_median": medal}
+        report = {
+            "valid_submission": valid,
+            "any_medal": medal,
+            "gold_medal": medal,
+            "silver_medal": medal and False,
+            "bronze_medal": medal and False,
+            "above_median": medal,
+        }
         return SeedResult(competition, seed, f"{competition}-s{seed}", report=report, complete=True)
 
-    results = [run("a", 0, True), run("b", 0, False), run("c", 0, None),
-               run("a", 1, True), run("b", 1, True), run("c", 1, None, valid=False),
-               run("a", 2, False), run("b", 2, False), run("c", 2, None)]
+    results = [
+        run("a", 0, True),
+        run("b", 0, False),
+        run("c", 0, None),
+        run("a", 1, True),
+        run("b", 1, True),
+        run("c", 1, None, valid=False),
+        run("a", 2, False),
+        run("b", 2, False),
+        run("c", 2, None),
+    ]
     figures = headline(results, seeds=3)
-    assert figures["any_medal"]["per_seed"] == [50.0, 100.0, 0.0] and figures["any_medal"]["competitions"] == 2
+    assert (
+        figures["any_medal"]["per_seed"] == [50.0, 100.0, 0.0] and figures["any_medal"]["competitions"] == 2
+    )
     assert figures["any_medal"]["mean"] == pytest.approx(50.0)
     assert figures["any_medal"]["stderr"] == pytest.approx(50.0 / math.sqrt(3))  # sample sd 50, n = 3
     assert figures["valid_submission"]["per_seed"] == pytest.approx([100.0, 200 / 3, 100.0])
@@ -173,8 +223,13 @@ def test_bad_input_gives_one_line(checkout: Path, data: Path, tmp_path: Path) ->
         run_split(SplitPlan(checkout, tmp_path / "nowhere", "lite"), plan, tmp_path / "out")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(MlestarError, match="none of the 3 competitions of split 'lite' has prepared data"):
+    with pytest.raises(
+        MlestarError, match="none of the 3 competitions of split 'lite' has prepared data"
+    ) as info:
         run_split(SplitPlan(checkout, empty, "lite"), plan, tmp_path / "out")
+    assert f"run: mlebench prepare --lite --data-dir {empty}" in str(info.value)
+    with pytest.raises(MlestarError, match="mlebench prepare -l .*split75.txt --data-dir"):
+        run_split(SplitPlan(checkout, empty, "all"), plan, tmp_path / "out")
     with pytest.raises(MlestarError, match="not a competition of split 'lite': tiny-strict"):
         run_split(SplitPlan(checkout, data, "lite"), plan, tmp_path / "out", only=["tiny-strict"])
 
@@ -192,12 +247,15 @@ def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return code, captured.out, captured.err
 
 
-def test_cli_gives_each_run_mle_bench_time_limit_and_prints_the_report(checkout: Path, data: Path, tmp_path: Path,
-                                                                       capsys, monkeypatch) -> None:
+def test_cli_gives_each_run_mle_bench_time_limit_and_prints_the_report(
+    checkout: Path, data: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
     runner = FakeRunner(data)
     monkeypatch.setattr("mlestar.bench.suite.subprocess_runner", runner)
     out = tmp_path / "out"
-    code, stdout, err = _cli(["bench", "--mlebench", str(checkout), "--data", str(data), "--out", str(out)], capsys)
+    code, stdout, err = _cli(
+        ["bench", "--mlebench", str(checkout), "--data", str(data), "--out", str(out)], capsys
+    )
     assert code == 0, err
     assert all(argv[argv.index("--time-limit") + 1] == "86400" for argv in runner.calls)
     assert runner.timeouts == [hard_timeout(86400)] * 2 and hard_timeout(86400) == 86400 + 4320
@@ -205,8 +263,21 @@ def test_cli_gives_each_run_mle_bench_time_limit_and_prints_the_report(checkout:
     assert "2 of 3 competitions have prepared data" in stdout and "any medal: 100.0%" in stdout
     assert (out / REPORT_JSON).is_file() and (out / "bench.json").is_file()
 
-    code, stdout, _ = _cli(["bench", "--mlebench", str(checkout), "--data", str(data), "--out", str(out),
-                            "--time-limit", "30", "--json"], capsys)
+    code, stdout, _ = _cli(
+        [
+            "bench",
+            "--mlebench",
+            str(checkout),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--time-limit",
+            "30",
+            "--json",
+        ],
+        capsys,
+    )
     payload = json.loads(stdout)
     assert code == 0 and payload["headline"]["gold_medal"]["mean"] == 100.0 and len(runner.calls) == 2
     assert {row["competition"] for row in payload["table"]} == {"tiny-churn", "tiny-prices"}
@@ -245,11 +316,27 @@ def test_the_fixture_split_runs_end_to_end(checkout: Path, tmp_path: Path, capsy
     board = checkout / "mlebench" / "competitions" / "tiny-churn" / "leaderboard.csv"
     board.write_text(_leaderboard(AUC_BOARD))
     config = tmp_path / "tiny.yaml"
-    config.write_text("num_models: 1\nnum_tracks: 1\nouter_steps: 0\ninner_steps: 0\nensemble_rounds: 0\n"
-                      "script_timeout_s: 120\n")
+    config.write_text(
+        "num_models: 1\nnum_tracks: 1\nouter_steps: 0\ninner_steps: 0\nensemble_rounds: 0\n"
+        "script_timeout_s: 120\n"
+    )
     out = tmp_path / "out"
-    argv = ["bench", "--mlebench", str(checkout), "--data", str(data), "--split", "lite", "--config", str(config),
-            "--time-limit", "120", "--out", str(out), "--json"]
+    argv = [
+        "bench",
+        "--mlebench",
+        str(checkout),
+        "--data",
+        str(data),
+        "--split",
+        "lite",
+        "--config",
+        str(config),
+        "--time-limit",
+        "120",
+        "--out",
+        str(out),
+        "--json",
+    ]
     code, stdout, err = _cli(argv, capsys)
     assert code == 0, err
     report = json.loads(stdout)

@@ -48,7 +48,9 @@ def _answers(data: Path, competition_id: str) -> pd.DataFrame:
     return pd.read_csv(data / competition_id / "prepared" / "private" / "test.csv")
 
 
-def _submission(data: Path, competition_id: str, values: np.ndarray | pd.Series, name: str = "sub.csv") -> Path:
+def _submission(
+    data: Path, competition_id: str, values: np.ndarray | pd.Series, name: str = "sub.csv"
+) -> Path:
     answers = _answers(data, competition_id)
     path = data / competition_id / name
     pd.DataFrame({"id": answers["id"], "target": values}).to_csv(path, index=False)
@@ -72,7 +74,9 @@ def test_graders_with_relative_imports_and_helper_modules_load_and_score(
     root_handlers = list(logging.getLogger().handlers)
     scores = _noisy_scores(data)
     churn = checkout.grader("tiny-churn")  # grade.py: from .columns import ID, TARGET
-    score, reason = churn.score(pd.read_csv(_submission(data, "tiny-churn", scores)), _answers(data, "tiny-churn"))
+    score, reason = churn.score(
+        pd.read_csv(_submission(data, "tiny-churn", scores)), _answers(data, "tiny-churn")
+    )
     assert reason == "" and score == round(roc_auc_score(_answers(data, "tiny-churn")["target"], scores), 5)
 
     answers = _answers(data, "tiny-prices")
@@ -142,7 +146,9 @@ def test_checkout_errors_are_one_line(tmp_path: Path, checkout: Path, data: Path
         mle.grader("tiny-strict")
     assert missing_data(mle, "tiny-churn", data / "tiny-churn") == ""
     why = missing_data(mle, "tiny-unprepared", data / "tiny-unprepared")
-    assert why.startswith("no prepared data") and f"mlebench prepare -c tiny-unprepared --data-dir {data}" in why
+    assert (
+        why.startswith("no prepared data") and f"mlebench prepare -c tiny-unprepared --data-dir {data}" in why
+    )
     (data / "tiny-strict" / "prepared" / "private" / "test.csv").unlink()
     assert "answers file" in missing_data(mle, "tiny-strict", data / "tiny-strict")
 
@@ -164,44 +170,96 @@ def test_splits_by_name_and_file(checkout: Path, tmp_path: Path) -> None:
 
 # --- the report and the command ------------------------------------------------------------------
 
-REPORT_FIELDS = ["competition_id", "score", "gold_threshold", "silver_threshold", "bronze_threshold",
-                 "median_threshold", "any_medal", "gold_medal", "silver_medal", "bronze_medal", "above_median",
-                 "submission_exists", "valid_submission", "is_lower_better", "created_at", "submission_path"]
+REPORT_FIELDS = [
+    "competition_id",
+    "score",
+    "gold_threshold",
+    "silver_threshold",
+    "bronze_threshold",
+    "median_threshold",
+    "any_medal",
+    "gold_medal",
+    "silver_medal",
+    "bronze_medal",
+    "above_median",
+    "submission_exists",
+    "valid_submission",
+    "is_lower_better",
+    "created_at",
+    "submission_path",
+]
 
 
 def test_cli_report_has_mle_bench_fields_and_medals(checkout: Path, data: Path, capsys) -> None:
     scores = _noisy_scores(data)
     expected = round(roc_auc_score(_answers(data, "tiny-churn")["target"], scores), 5)
     submission = _submission(data, "tiny-churn", scores)
-    code, out, err = _run(["grade", str(submission), "--competition", str(data / "tiny-churn"),
-                           "--mlebench", str(checkout), "--json"], capsys)
+    code, out, err = _run(
+        [
+            "grade",
+            str(submission),
+            "--competition",
+            str(data / "tiny-churn"),
+            "--mlebench",
+            str(checkout),
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     report = json.loads(out)  # stdout is JSON only: the grader's own print went to stderr
     assert list(report)[: len(REPORT_FIELDS)] == REPORT_FIELDS
     assert report["competition_id"] == "tiny-churn" and report["score"] == expected
     # 50 teams from 0.99 down: gold = 5th (0.95), silver = 10th (0.90), bronze = 20th (0.80).
-    assert (report["gold_threshold"], report["silver_threshold"], report["bronze_threshold"]) == (0.95, 0.9, 0.8)
-    medal = "gold" if expected >= 0.95 else "silver" if expected >= 0.9 else "bronze" if expected >= 0.8 else None
+    assert (report["gold_threshold"], report["silver_threshold"], report["bronze_threshold"]) == (
+        0.95,
+        0.9,
+        0.8,
+    )
+    medal = (
+        "gold" if expected >= 0.95 else "silver" if expected >= 0.9 else "bronze" if expected >= 0.8 else None
+    )
     assert report["any_medal"] is (medal is not None) and report["is_lower_better"] is False
     for name in ("gold", "silver", "bronze"):
         assert report[f"{name}_medal"] is (medal == name)
     assert report["above_median"] is (expected > 0.745) and report["grader"] == "auc-roc"
 
     perfect = _submission(data, "tiny-churn", _answers(data, "tiny-churn")["target"], "perfect.csv")
-    code, out, _ = _run(["grade", str(perfect), "--competition", str(data / "tiny-churn" / "prepared" / "public"),
-                         "--mlebench", str(checkout)], capsys)
+    code, out, _ = _run(
+        [
+            "grade",
+            str(perfect),
+            "--competition",
+            str(data / "tiny-churn" / "prepared" / "public"),
+            "--mlebench",
+            str(checkout),
+        ],
+        capsys,
+    )
     assert code == 0 and "score: 1" in out and "gold_medal" in out
 
 
 def test_cli_invalid_submission_exits_1_with_the_graders_reason(checkout: Path, data: Path, capsys) -> None:
     submission = _submission(data, "tiny-strict", np.full(50, 0.5))
-    code, out, _ = _run(["grade", str(submission), "--competition", str(data / "tiny-strict"),
-                         "--mlebench", str(checkout), "--json"], capsys)
+    code, out, _ = _run(
+        [
+            "grade",
+            str(submission),
+            "--competition",
+            str(data / "tiny-strict"),
+            "--mlebench",
+            str(checkout),
+            "--json",
+        ],
+        capsys,
+    )
     report = json.loads(out)
     assert code == 1 and report["valid_submission"] is False and report["score"] is None
     assert report["reason"] == "predictions must be 0 or 1 labels" and report["any_medal"] is False
-    code, _, err = _run(["grade", str(submission), "--competition", str(data / "tiny-strict"),
-                         "--mlebench", str(checkout)], capsys)
+    code, _, err = _run(
+        ["grade", str(submission), "--competition", str(data / "tiny-strict"), "--mlebench", str(checkout)],
+        capsys,
+    )
     assert code == 1 and "invalid submission: predictions must be 0 or 1 labels" in err
 
 
@@ -211,18 +269,32 @@ def test_cli_pointer_leaderboard_grades_the_score_and_marks_medals_unknown(
     (checkout / ".git").mkdir()  # a clone: the message says where to fetch the leaderboards
     answers = _answers(data, "tiny-prices")
     submission = _submission(data, "tiny-prices", answers["target"] + 0.5)
-    code, out, err = _run(["grade", str(submission), "--competition", str(data / "tiny-prices"),
-                           "--mlebench", str(checkout), "--json"], capsys)
+    code, out, err = _run(
+        [
+            "grade",
+            str(submission),
+            "--competition",
+            str(data / "tiny-prices"),
+            "--mlebench",
+            str(checkout),
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["score"] == pytest.approx(0.5) and report["valid_submission"] is True
-    assert all(report[key] is None for key in ("gold_medal", "any_medal", "gold_threshold", "is_lower_better"))
+    assert all(
+        report[key] is None for key in ("gold_medal", "any_medal", "gold_threshold", "is_lower_better")
+    )
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "Git LFS pointer" in warnings[0]
     assert f"cd {checkout.resolve()} && git lfs install && git lfs pull" in warnings[0]
     assert "Traceback" not in err and report["medals_unknown"] in warnings[0]
-    code, out, err = _run(["grade", str(submission), "--competition", str(data / "tiny-prices"),
-                           "--mlebench", str(checkout)], capsys)
+    code, out, err = _run(
+        ["grade", str(submission), "--competition", str(data / "tiny-prices"), "--mlebench", str(checkout)],
+        capsys,
+    )
     assert code == 0 and "score: 0.5" in out and "gold_medal" not in out and "git lfs pull" in err
 
 
@@ -231,25 +303,58 @@ def test_cli_grades_with_the_answers_alone(checkout: Path, data: Path, capsys) -
     for name in ("train.csv", "test.csv", "description.md"):
         (public / name).unlink()
     submission = _submission(data, "tiny-churn", _noisy_scores(data))
-    code, out, err = _run(["grade", str(submission), "--competition", str(data / "tiny-churn"),
-                           "--mlebench", str(checkout), "--json"], capsys)
+    code, out, err = _run(
+        [
+            "grade",
+            str(submission),
+            "--competition",
+            str(data / "tiny-churn"),
+            "--mlebench",
+            str(checkout),
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert json.loads(out)["valid_submission"] is True
     answers = data / "tiny-churn" / "prepared" / "private" / "test.csv"
-    code, out, _ = _run(["grade", str(submission), "--answers", str(answers), "--competition-id", "tiny-churn",
-                         "--mlebench", str(checkout), "--json"], capsys)
+    code, out, _ = _run(
+        [
+            "grade",
+            str(submission),
+            "--answers",
+            str(answers),
+            "--competition-id",
+            "tiny-churn",
+            "--mlebench",
+            str(checkout),
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0 and json.loads(out)["competition_id"] == "tiny-churn"
     answers.unlink()
-    code, _, err = _run(["grade", str(submission), "--competition", str(data / "tiny-churn"),
-                         "--mlebench", str(checkout)], capsys)
+    code, _, err = _run(
+        ["grade", str(submission), "--competition", str(data / "tiny-churn"), "--mlebench", str(checkout)],
+        capsys,
+    )
     assert code == 2 and "no answers for 'tiny-churn'" in err and "mlebench prepare -c tiny-churn" in err
 
 
 def test_cli_missing_package_is_one_line(checkout: Path, data: Path, capsys) -> None:
     mlebench_prepared(data, "tiny-needs-package", "binary", n_rows=100)
     submission = _submission(data, "tiny-needs-package", np.zeros(25))
-    code, _, err = _run(["grade", str(submission), "--competition", str(data / "tiny-needs-package"),
-                         "--mlebench", str(checkout)], capsys)
+    code, _, err = _run(
+        [
+            "grade",
+            str(submission),
+            "--competition",
+            str(data / "tiny-needs-package"),
+            "--mlebench",
+            str(checkout),
+        ],
+        capsys,
+    )
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and f"pip install {ABSENT_PACKAGE}" in lines[0]
 
@@ -272,29 +377,47 @@ def test_non_csv_and_absent_submissions(checkout: Path, data: Path) -> None:
 def test_leaderboard_direction_comes_from_its_order(tiny_binary: Path, tmp_path: Path, capsys) -> None:
     answers = pd.read_csv(tiny_binary / "private" / "answers.csv")
     submission = tmp_path / "sub.csv"
-    pd.DataFrame({"id": answers["id"], "target": answers["target"].astype(float)}).to_csv(submission, index=False)
+    pd.DataFrame({"id": answers["id"], "target": answers["target"].astype(float)}).to_csv(
+        submission, index=False
+    )
     # ROC AUC is higher-is-better, but this leaderboard lists its best (lowest) score first.
     board = tmp_path / "leaderboard.csv"
     pd.DataFrame({"teamName": ["a", "b", "c"], "score": [0.5, 0.9, 1.2]}).to_csv(board, index=False)
-    code, out, _ = _run(["grade", str(submission), "--competition", str(tiny_binary), "--leaderboard", str(board),
-                         "--json"], capsys)
+    code, out, _ = _run(
+        ["grade", str(submission), "--competition", str(tiny_binary), "--leaderboard", str(board), "--json"],
+        capsys,
+    )
     report = json.loads(out)
     assert code == 0 and report["score"] == pytest.approx(1.0)
     assert report["is_lower_better"] is True and not report["above_median"] and not report["any_medal"]
     assert report["competition_id"] == tiny_binary.name
-    code, out, _ = _run(["grade", str(submission), "--competition", str(tiny_binary), "--leaderboard", str(board)],
-                        capsys)
+    code, out, _ = _run(
+        ["grade", str(submission), "--competition", str(tiny_binary), "--leaderboard", str(board)], capsys
+    )
     assert code == 0 and "gold_medal" in out and "is_lower_better" in out
 
     board.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:00ff\nsize 10\n")
-    code, out, err = _run(["grade", str(submission), "--competition", str(tiny_binary), "--leaderboard",
-                           str(board), "--json"], capsys)
+    code, out, err = _run(
+        ["grade", str(submission), "--competition", str(tiny_binary), "--leaderboard", str(board), "--json"],
+        capsys,
+    )
     report = json.loads(out)
     assert code == 0 and report["score"] == pytest.approx(1.0) and report["any_medal"] is None
     assert "git lfs pull" in err and "has no 'score' column" not in err
 
 
 def test_mlebench_needs_a_competition_folder(tmp_path: Path, capsys) -> None:
-    code, _, err = _run(["grade", str(tmp_path / "s.csv"), "--answers", str(tmp_path / "a.csv"), "--metric",
-                         "rmse", "--mlebench", str(tmp_path)], capsys)
+    code, _, err = _run(
+        [
+            "grade",
+            str(tmp_path / "s.csv"),
+            "--answers",
+            str(tmp_path / "a.csv"),
+            "--metric",
+            "rmse",
+            "--mlebench",
+            str(tmp_path),
+        ],
+        capsys,
+    )
     assert code != 0 and "pass --competition DIR as well" in err

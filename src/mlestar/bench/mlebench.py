@@ -107,6 +107,13 @@ def _medal(report: dict[str, Any]) -> str | None:
     return next((m for m in MEDALS if report.get(f"{m}_medal")), "none")
 
 
+def prepare_command(checkout: Checkout, split: str, data: Path) -> str:
+    """The ``mlebench prepare`` command that lays out a split's data in ``data``."""
+    listed = checkout.split_file(split)
+    which = "--lite" if split == "lite" else "--all" if listed is None else f"-l {listed}"
+    return f"mlebench prepare {which} --data-dir {data}"
+
+
 def grader_hook(checkout: Checkout) -> Callable[[SeedResult, Path, Path], SeedResult]:
     """The suite runner's grading step, done by the competition's own MLE-bench grader."""
 
@@ -179,7 +186,7 @@ def run_split(
     if not present:
         raise MlestarError(
             f"none of the {len(ids)} competitions of split '{split.split}' has prepared data in {data} "
-            f"(run: mlebench prepare {'--lite' if split.split == 'lite' else '-c ID'} --data-dir {data})"
+            f"(run: {prepare_command(checkout, split.split, data)})"
         )
     out = Path(out).resolve()
     meta = split.as_dict(plan)
@@ -237,16 +244,27 @@ def headline(results: list[SeedResult], seeds: int) -> dict[str, dict[str, Any]]
         competitions: set[str] = set()
         runs = 0
         for seed in range(seeds):
-            values = [bool(r.report[name]) for r in results
-                      if r.seed == seed and r.report and r.report.get(name) is not None]
-            competitions |= {r.competition for r in results
-                             if r.seed == seed and r.report and r.report.get(name) is not None}
+            values = [
+                bool(r.report[name])
+                for r in results
+                if r.seed == seed and r.report and r.report.get(name) is not None
+            ]
+            competitions |= {
+                r.competition
+                for r in results
+                if r.seed == seed and r.report and r.report.get(name) is not None
+            }
             runs += len(values)
             if values:
                 per_seed.append(_percent(values))
         mean, stderr = mean_and_stderr(per_seed)
-        figures[name] = {"mean": mean, "stderr": stderr, "per_seed": per_seed,
-                         "competitions": len(competitions), "runs": runs}
+        figures[name] = {
+            "mean": mean,
+            "stderr": stderr,
+            "per_seed": per_seed,
+            "competitions": len(competitions),
+            "runs": runs,
+        }
     return figures
 
 
@@ -280,19 +298,34 @@ def build_report(
         "time_limit_s": plan.time_limit,
         "llm": plan.llm,
         "created_at": datetime.now(timezone.utc).isoformat(),
-        "competitions": {"in_split": len(present) + len(missing), "with_data": len(present),
-                         "missing_data": len(missing)},
+        "competitions": {
+            "in_split": len(present) + len(missing),
+            "with_data": len(present),
+            "missing_data": len(missing),
+        },
         "headline": headline(graded, plan.seeds),
         "missing_data": [{"competition_id": c, "reason": why} for c, why in missing.items()],
         "medals_unknown": [{"competition_id": c, "reason": why} for c, why in unknown.items()],
-        "not_graded": [{"competition_id": r.competition, "seed": r.seed, "reason": r.reason}
-                       for r in results if not r.report],
-        "incomplete": [{"competition_id": r.competition, "seed": r.seed, "reason": r.reason}
-                       for r in results if not r.complete],
+        "not_graded": [
+            {"competition_id": r.competition, "seed": r.seed, "reason": r.reason}
+            for r in results
+            if not r.report
+        ],
+        "incomplete": [
+            {"competition_id": r.competition, "seed": r.seed, "reason": r.reason}
+            for r in results
+            if not r.complete
+        ],
         "seed_totals": seed_totals(graded, plan.seeds),
         "competition_reports": [
-            {**r.report, "seed": r.seed, "run_id": r.run_id, "run_status": r.run_status,
-             "wall_s": round(r.wall_s, 1), "cost_usd": r.cost_usd}
+            {
+                **r.report,
+                "seed": r.seed,
+                "run_id": r.run_id,
+                "run_status": r.run_status,
+                "wall_s": round(r.wall_s, 1),
+                "cost_usd": r.cost_usd,
+            }
             for r in graded
         ],
     }
@@ -321,8 +354,10 @@ def headline_lines(report: dict[str, Any]) -> list[str]:
             continue
         se = "" if figure["stderr"] is None else f" ± {figure['stderr']:.1f}"
         seeds, competitions = len(figure["per_seed"]), figure["competitions"]
-        lines.append(f"{name.replace('_', ' ')}: {figure['mean']:.1f}%{se} ({competitions} "
-                     f"competition{'s' * (competitions != 1)}, {seeds} seed{'s' * (seeds != 1)})")
+        lines.append(
+            f"{name.replace('_', ' ')}: {figure['mean']:.1f}%{se} ({competitions} "
+            f"competition{'s' * (competitions != 1)}, {seeds} seed{'s' * (seeds != 1)})"
+        )
     return lines
 
 

@@ -26,8 +26,10 @@ def bench_command(
     ] = None,
     time_limit: Annotated[
         float | None,
-        typer.Option("--time-limit", help="wall-clock budget per run, in seconds "
-                                          "(with --mlebench: 86400, MLE-bench's 24 hours)"),
+        typer.Option(
+            "--time-limit",
+            help="wall-clock budget per run, in seconds (with --mlebench: 86400, MLE-bench's 24 hours)",
+        ),
     ] = None,
     llm: Annotated[
         str | None, typer.Option("--llm", help="provider:model; omit for the offline expert")
@@ -35,8 +37,11 @@ def bench_command(
     seeds: Annotated[int, typer.Option("--seeds", help="runs per competition, with seeds 0..N-1")] = 1,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="output folder (bench.json, bench.csv, runs/); "
-                                   "default .bench/results, or .bench/mlebench-SPLIT"),
+        typer.Option(
+            "--out",
+            help="output folder (bench.json, bench.csv, runs/); "
+            "default .bench/results, or .bench/mlebench-SPLIT",
+        ),
     ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="YAML config file passed to each run")
@@ -89,13 +94,20 @@ def _progress(result: SeedResult, skipped: bool) -> None:
     note = "already done" if skipped else f"{result.wall_s:,.0f}s"
     err_console.print(
         f"{result.competition} seed {result.seed}: {result.metric or '?'} {shown} [{note}]",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
 
 
 def _bench_suite(
-    suite: Path, time_limit: float, llm: str | None, seeds: int, out: Path, config: Path | None,
-    names: list[str], as_json: bool,
+    suite: Path,
+    time_limit: float,
+    llm: str | None,
+    seeds: int,
+    out: Path,
+    config: Path | None,
+    names: list[str],
+    as_json: bool,
 ) -> None:
     from mlestar.bench.suite import BenchPlan, rich_table, run_suite, score_text
 
@@ -110,15 +122,28 @@ def _bench_suite(
         }
         typer.echo(json.dumps(payload, indent=2))
         return
-    console.print(rich_table(rows, title=f"mlestar bench: {suite.name} ({seeds} seed{'s' * (seeds != 1)}, "
-                                         f"{time_limit:g}s each)"))
+    console.print(
+        rich_table(
+            rows,
+            title=f"mlestar bench: {suite.name} ({seeds} seed{'s' * (seeds != 1)}, {time_limit:g}s each)",
+        )
+    )
     console.print(f"results in {out.resolve()} (bench.json, bench.csv)")
 
 
 def _bench_mlebench(
-    checkout: Path, data: Path, split: str, time_limit: float | None, llm: str | None, seeds: int,
-    out: Path | None, config: Path | None, names: list[str], as_json: bool,
+    checkout: Path,
+    data: Path,
+    split: str,
+    time_limit: float | None,
+    llm: str | None,
+    seeds: int,
+    out: Path | None,
+    config: Path | None,
+    names: list[str],
+    as_json: bool,
 ) -> None:
+    from mlestar.bench import suite as suite_runner
     from mlestar.bench.mlebench import (
         MLEBENCH_TIME_LIMIT_S,
         REPORT_CSV,
@@ -129,7 +154,6 @@ def _bench_mlebench(
         report_payload,
         run_split,
     )
-    from mlestar.bench import suite as suite_runner
     from mlestar.bench.suite import BenchPlan, rich_table
 
     limit = time_limit if time_limit is not None else MLEBENCH_TIME_LIMIT_S
@@ -148,16 +172,30 @@ def _bench_mlebench(
         err_console.print(line, highlight=False, soft_wrap=True)
 
     split_plan = SplitPlan(checkout=checkout, data=data, split=split)
-    outcome = run_split(split_plan, plan, out, only=names, runner=suite_runner.subprocess_runner,
-                        progress=progress, notice=notice)
+    outcome = run_split(
+        split_plan,
+        plan,
+        out,
+        only=names,
+        runner=suite_runner.subprocess_runner,
+        progress=progress,
+        notice=notice,
+    )
     if as_json:
         typer.echo(json.dumps(report_payload(outcome, out), indent=2, default=str))
         return
-    console.print(rich_table(outcome.rows, title=f"mlestar bench --mlebench: {split} ({seeds} seed"
-                                                 f"{'s' * (seeds != 1)}, {limit:g}s each)"))
+    console.print(
+        rich_table(
+            outcome.rows,
+            title=f"mlestar bench --mlebench: {split} ({seeds} seed{'s' * (seeds != 1)}, {limit:g}s each)",
+        )
+    )
     counts = outcome.report["competitions"]
-    console.print(f"{counts['with_data']} of {counts['in_split']} competitions have prepared data; "
-                  "figures are over those:", highlight=False)
+    console.print(
+        f"{counts['with_data']} of {counts['in_split']} competitions have prepared data; "
+        "figures are over those:",
+        highlight=False,
+    )
     for line in headline_lines(outcome.report):
         console.print(f"  {line}", highlight=False)
     where = Path(out).resolve()

@@ -228,8 +228,11 @@ class Checkout:
         data = data if isinstance(data, dict) else {}
         grader = data.get("grader") if isinstance(data.get("grader"), dict) else {}
         dataset = data.get("dataset") if isinstance(data.get("dataset"), dict) else {}
-        for section, key, table in (("grader", "grade_fn", grader), ("dataset", "answers", dataset),
-                                    ("dataset", "sample_submission", dataset)):
+        for section, key, table in (
+            ("grader", "grade_fn", grader),
+            ("dataset", "answers", dataset),
+            ("dataset", "sample_submission", dataset),
+        ):
             if not table.get(key):
                 raise MlestarError(f"{path} has no {section}.{key}")
         if ":" not in str(grader["grade_fn"]):
@@ -274,21 +277,28 @@ class Checkout:
             raise MlestarError(f"{where} defines no function '{function_name}'")
         return Grader(competition_id, function, self._modules)
 
-    def split(self, split: str) -> list[str]:
-        """Competition ids of a split: lite, all, a split file's name in experiments/splits, or a file."""
+    def split_file(self, split: str) -> Path | None:
+        """The file listing a split's ids: the file ``split`` names, or one of experiments/splits (lite is
+        low.txt, all is split75.txt); None for "all" in a checkout without split75.txt (every competition)."""
         given = Path(split).expanduser()
         if given.is_file():
-            path = given
-        else:
-            name = NAMED_SPLITS.get(split, split if split.endswith(".txt") else f"{split}.txt")
-            path = self.root / "experiments" / "splits" / name
-            if not path.is_file():
-                if split == "all":
-                    return self.competition_ids()
-                raise MlestarError(
-                    f"unknown split '{split}': not a file, and the checkout has no experiments/splits/{name} "
-                    "(use lite, all, low, medium, high, or a file of competition ids)"
-                )
+            return given.resolve()
+        name = NAMED_SPLITS.get(split, split if split.endswith(".txt") else f"{split}.txt")
+        path = self.root / "experiments" / "splits" / name
+        if path.is_file():
+            return path
+        if split == "all":
+            return None
+        raise MlestarError(
+            f"unknown split '{split}': not a file, and the checkout has no experiments/splits/{name} "
+            "(use lite, all, low, medium, high, or a file of competition ids)"
+        )
+
+    def split(self, split: str) -> list[str]:
+        """Competition ids of a split (see ``split_file``), in the file's order."""
+        path = self.split_file(split)
+        if path is None:
+            return self.competition_ids()
         lines = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
         ids = list(dict.fromkeys(line for line in lines if line))
         if not ids:

@@ -273,8 +273,13 @@ def grade_competition(
             raise
         if files.metric is None:
             raise TaskError(f"{exc}; to grade without it, name the metric (--metric)") from None
-        return grade_submission(submission_path, files.answers, metric=files.metric, sample_path=files.sample,
-                                id_column=files.id_column)
+        return grade_submission(
+            submission_path,
+            files.answers,
+            metric=files.metric,
+            sample_path=files.sample,
+            id_column=files.id_column,
+        )
     if task.answers_file is None:
         raise TaskError(
             f"no private answers found for {task.name} (expected private/answers.csv or private/test.csv)"
