@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,50 @@ def test_competitions_mlestar_cannot_read_count_as_invalid(
         not prices.valid and "no train file" in prices.reason and prices.report["valid_submission"] is False
     )
     assert outcome.report["headline"]["valid_submission"]["per_seed"] == [50.0]
+
+
+class KilledRunner(FakeRunner):
+    """A run that is still going when its time is up: killed (exit 124), its store says crashed."""
+
+    def __init__(self, data: Path, seconds: float) -> None:
+        super().__init__(data)
+        self.seconds = seconds
+
+    def __call__(self, argv: list[str], timeout: float) -> tuple[int, str]:
+        super().__call__(argv, timeout)
+        time.sleep(self.seconds)
+        run_id = argv[argv.index("--run-id") + 1] if argv[3] == "run" else argv[4]
+        runs_dir = Path(argv[argv.index("--runs-dir") + 1])
+        (runs_dir / run_id / "summary.json").write_text(json.dumps({"status": "crashed"}))
+        return 124, f"no result within {timeout:.0f}s"
+
+
+def test_a_run_out_of_time_is_graded_as_it_stands_and_never_resumed(
+    checkout: Path, data: Path, tmp_path: Path
+) -> None:
+    out, plan = tmp_path / "out", BenchPlan(time_limit=60, timeout=0.2)
+    split = SplitPlan(checkout, data, "lite")
+    outcome = run_split(split, plan, out, only=["tiny-churn"], runner=KilledRunner(data, 0.25))
+    (result,) = outcome.results
+    assert result.complete and result.valid and result.report["gold_medal"] is True  # its last submission
+    again = FakeRunner(data)
+    run_split(split, plan, out, only=["tiny-churn"], runner=again)
+    assert again.calls == []
+
+
+def test_a_crashed_run_is_resumed_with_the_time_it_has_left(
+    checkout: Path, data: Path, tmp_path: Path
+) -> None:
+    out, plan = tmp_path / "out", BenchPlan(time_limit=60, timeout=30.0)
+    split = SplitPlan(checkout, data, "lite")
+    first = KilledRunner(data, 0.2)
+    (killed,) = run_split(split, plan, out, only=["tiny-churn"], runner=first).results
+    assert first.timeouts == [30.0] and not killed.complete and killed.wall_s >= 0.2
+    resumed = FakeRunner(data)
+    (result,) = run_split(split, plan, out, only=["tiny-churn"], runner=resumed).results
+    assert [argv[3] for argv in resumed.calls] == ["resume"]
+    assert resumed.timeouts[0] == pytest.approx(30.0 - killed.wall_s)
+    assert result.complete and result.wall_s > killed.wall_s
 
 
 def test_headline_is_mean_and_standard_error_over_seeds() -> None:

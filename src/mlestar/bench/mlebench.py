@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,8 @@ TOTALS = {  # MLE-bench's names for the counts of its grading report
 
 
 def hard_timeout(time_limit: float) -> float:
-    """When a run is killed: mlestar plans to finish within its limit, so only a small grace on top."""
+    """A run's wall time (over all its resumes) after which it is stopped and graded as it stands:
+    mlestar plans to finish within its time limit, so only a small grace on top."""
     return time_limit + max(300.0, 0.05 * time_limit)
 
 
@@ -207,9 +208,12 @@ def run_split(
         return SplitResult(results, [r for r in rows if r.competition in present], report, missing)
 
     outcome = save()
+    limit = plan.timeout or hard_timeout(plan.time_limit)
     for competition, seed in order:
         previous = known.get((competition, seed))
         folder = data / competition
+        if previous is not None and not previous.complete and previous.wall_s >= limit:
+            previous.complete = True  # its time is spent: graded as it stands, never resumed
         if previous is not None and previous.complete and not _needs_grading(previous):
             if progress:
                 progress(previous, True)
@@ -217,10 +221,22 @@ def run_split(
         if previous is not None and previous.complete:
             result = hook(previous, folder, out / "runs" / previous.run_id)
         else:
-            result = run_one(folder, seed, out, plan, previous=previous, runner=runner, grade=hook)
+            # A resumed run gets what is left of its time, so no run has more than MLE-bench allows.
+            spent = previous.wall_s if previous is not None else 0.0
+            result = run_one(
+                folder,
+                seed,
+                out,
+                replace(plan, timeout=limit - spent),
+                previous=previous,
+                runner=runner,
+                grade=hook,
+            )
             if not result.report and not result.reason.startswith("not graded"):
                 # mlestar could not read the competition: no run, but still MLE-bench's report (invalid).
                 result = hook(result, folder, out / "runs" / result.run_id)
+            if result.wall_s >= limit:
+                result.complete = True
         known[(competition, seed)] = result
         outcome = save()
         if progress:
