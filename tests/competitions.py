@@ -176,3 +176,17 @@ def mlebench_competition(root: Path, *, with_private: bool = True) -> Path:
         private.mkdir(parents=True)
         frame.iloc[n_train:][["Id", "SalePrice"]].to_csv(private / "test.csv", index=False)
     return root
+
+
+def mlebench_prepared(data_dir: Path, competition_id: str, kind: str = "binary", n_rows: int = 200,
+                      seed: int = 0) -> Path:
+    """A tiny competition laid out as ``mlebench prepare`` leaves one: ``DATA/<id>/prepared/public``
+    (train, test, sample submission, description) and the answers in ``prepared/private/test.csv``."""
+    root = data_dir / competition_id
+    public = root / "prepared" / "public"
+    make_competition(public, kind, n_rows, seed)
+    private = root / "prepared" / "private"
+    private.mkdir(parents=True)
+    (public / "private" / "answers.csv").rename(private / "test.csv")
+    (public / "private").rmdir()
+    return root

@@ -229,3 +229,23 @@ def test_grader_side_problems_raise(tiny_binary: Path, tmp_path: Path) -> None:
         item.unlink()
     with pytest.raises(TaskError, match="no private answers"):
         grade_competition(plain / "sample_submission.csv", plain)
+
+
+def test_grading_needs_only_the_answers_the_sample_and_a_metric(tiny_binary: Path) -> None:
+    answers = pd.read_csv(tiny_binary / "private" / "answers.csv")
+    rng = np.random.default_rng(0)
+    submission = tiny_binary / "sub.csv"
+    scores = np.clip(answers["target"] * 0.4 + rng.uniform(0, 0.6, len(answers)), 0, 1)
+    pd.DataFrame({"id": answers["id"], "target": scores}).to_csv(submission, index=False)
+    with_train = grade_competition(submission, tiny_binary)
+    (tiny_binary / "train.csv").unlink()
+    (tiny_binary / "test.csv").unlink()
+    without = grade_competition(submission, tiny_binary)
+    assert without.valid and without.metric == "roc_auc" and without.score == pytest.approx(with_train.score)
+    short = tiny_binary / "short.csv"
+    pd.read_csv(submission).iloc[:-2].to_csv(short, index=False)
+    assert not grade_competition(short, tiny_binary).valid  # still checked against the sample submission
+    (tiny_binary / "description.md").write_text("# No metric named here\n")
+    with pytest.raises(TaskError, match=r"no train file .* name the metric \(--metric\)"):
+        grade_competition(submission, tiny_binary)
+    assert grade_competition(submission, tiny_binary, metric="auc").score == pytest.approx(with_train.score)

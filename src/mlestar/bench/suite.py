@@ -59,6 +59,7 @@ class SeedResult:
     medal: str | None = None  # gold / silver / bronze / none; None without a leaderboard
     above_median: bool | None = None
     submission: str = ""
+    report: dict[str, Any] = field(default_factory=dict)  # the grader's own report (MLE-bench's fields)
 
 
 @dataclass
@@ -375,6 +376,10 @@ def grade_run(result: SeedResult, competition: Path, run_dir: Path) -> SeedResul
     return result
 
 
+# (result, competition folder, run folder) -> the result, graded.
+GradeHook = Callable[[SeedResult, Path, Path], SeedResult]
+
+
 def run_one(
     competition: Path,
     seed: int,
@@ -382,8 +387,11 @@ def run_one(
     settings: BenchPlan,
     previous: SeedResult | None = None,
     runner: Runner = subprocess_runner,
+    grade: GradeHook | None = None,
 ) -> SeedResult:
-    """Run (or resume, or just grade) one (competition, seed) and return its graded result."""
+    """Run (or resume, or just grade) one (competition, seed) and return its graded result.
+
+    ``grade(result, competition, run_dir)`` grades the run (default: ``grade_run``)."""
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     run_id = f"{competition.name}-s{seed}"
@@ -414,7 +422,7 @@ def run_one(
             result.reason = f"mlestar {'resume' if resuming else 'run'} exited {code}" + (f": {tail}" if tail else "")
     result.run_status, result.stop_reason = status or "", stop_reason
     result.complete = _is_complete(status, stop_reason)
-    return grade_run(result, competition, run_dir)
+    return (grade or grade_run)(result, competition, run_dir)
 
 
 def run_suite(

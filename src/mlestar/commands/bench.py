@@ -1,49 +1,118 @@
-"""CLI commands: bench (run mlestar over a suite of competitions and seeds, graded, with medals)."""
+"""CLI commands: bench (run mlestar over a suite of competitions and seeds, graded, with medals), and
+bench --mlebench (over an MLE-bench split, graded by MLE-bench's own graders)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
+if TYPE_CHECKING:
+    from mlestar.bench.suite import SeedResult
+
 console = Console()
+if not console.is_terminal:  # piped or captured output gets room for the table
+    console = Console(width=160)
 err_console = Console(stderr=True)
 
 
 def bench_command(
-    suite: Annotated[Path, typer.Argument(help="folder of competition folders")],
-    time_limit: Annotated[float, typer.Option("--time-limit", help="wall-clock budget per run, in seconds")],
-    llm: Annotated[str | None, typer.Option("--llm", help="provider:model; omit for the offline expert")] = None,
+    suite: Annotated[
+        Path | None, typer.Argument(help="folder of competition folders (not with --mlebench)")
+    ] = None,
+    time_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--time-limit",
+            help="wall-clock budget per run, in seconds (with --mlebench: 86400, MLE-bench's 24 hours)",
+        ),
+    ] = None,
+    llm: Annotated[
+        str | None, typer.Option("--llm", help="provider:model; omit for the offline expert")
+    ] = None,
     seeds: Annotated[int, typer.Option("--seeds", help="runs per competition, with seeds 0..N-1")] = 1,
-    out: Annotated[Path, typer.Option("--out", help="output folder (bench.json, bench.csv, runs/)")] = Path(
-        ".bench/results"
-    ),
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file passed to each run")] = None,
-    only: Annotated[str, typer.Option("--only", help="comma-separated competition names (default: all)")] = "",
-    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON instead of a table")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="output folder (bench.json, bench.csv, runs/); "
+            "default .bench/results, or .bench/mlebench-SPLIT",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML config file passed to each run")
+    ] = None,
+    only: Annotated[
+        str, typer.Option("--only", help="comma-separated competition names (default: all)")
+    ] = "",
+    mlebench: Annotated[
+        Path | None,
+        typer.Option("--mlebench", help="an MLE-bench checkout: run a split, graded by its own graders"),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="with --mlebench: the folder `mlebench prepare` filled (<id>/prepared)"),
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option("--split", help="with --mlebench: lite, all, low, medium, high, or a file of ids"),
+    ] = "lite",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the results as JSON instead of a table")
+    ] = False,
 ) -> None:
-    """Run mlestar on every competition of SUITE for each seed, grade on private answers, tabulate.
+    """Run mlestar on every competition of SUITE (or of an MLE-bench split) for each seed, grade, tabulate.
 
     Resumable: complete runs already in OUT/bench.json are kept; stopped or crashed runs are resumed.
     """
-    from mlestar.bench.suite import BenchPlan, SeedResult, rich_table, run_suite, score_text
-
-    settings = BenchPlan(time_limit=time_limit, seeds=seeds, llm=llm, config=config)
-
-    def progress(result: SeedResult, skipped: bool) -> None:
-        shown = f"{result.score:.6g}" if result.valid and result.score is not None else f"no score ({result.reason})"
-        note = "already done" if skipped else f"{result.wall_s:,.0f}s"
-        err_console.print(
-            f"{result.competition} seed {result.seed}: {result.metric or '?'} {shown} [{note}]",
-            highlight=False, soft_wrap=True,
-        )
+    from mlestar.errors import ConfigError
 
     names = [name.strip() for name in only.split(",") if name.strip()]
-    results, rows = run_suite(suite, settings, out, only=names, progress=progress)
+    if mlebench is not None:
+        if suite is not None:
+            raise ConfigError("pass either a SUITE folder or --mlebench CHECKOUT, not both")
+        if data is None:
+            raise ConfigError("--mlebench needs --data DIR, where `mlebench prepare --data-dir DIR` wrote")
+        _bench_mlebench(mlebench, data, split, time_limit, llm, seeds, out, config, names, as_json)
+        return
+    if data is not None:
+        raise ConfigError("--data belongs to --mlebench CHECKOUT")
+    if suite is None:
+        raise ConfigError("pass a SUITE folder of competitions (or --mlebench CHECKOUT --data DIR)")
+    if time_limit is None:
+        raise ConfigError("--time-limit is required: the wall-clock budget of each run, in seconds")
+    _bench_suite(suite, time_limit, llm, seeds, out or Path(".bench/results"), config, names, as_json)
+
+
+def _progress(result: SeedResult, skipped: bool) -> None:
+    valid = result.valid and result.score is not None
+    shown = f"{result.score:.6g}" if valid else f"no score ({result.reason})"
+    note = "already done" if skipped else f"{result.wall_s:,.0f}s"
+    err_console.print(
+        f"{result.competition} seed {result.seed}: {result.metric or '?'} {shown} [{note}]",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _bench_suite(
+    suite: Path,
+    time_limit: float,
+    llm: str | None,
+    seeds: int,
+    out: Path,
+    config: Path | None,
+    names: list[str],
+    as_json: bool,
+) -> None:
+    from mlestar.bench.suite import BenchPlan, rich_table, run_suite, score_text
+
+    settings = BenchPlan(time_limit=time_limit, seeds=seeds, llm=llm, config=config)
+    results, rows = run_suite(suite, settings, out, only=names, progress=_progress)
     if as_json:
         shown = {r.competition for r in rows}
         payload = {
@@ -53,9 +122,84 @@ def bench_command(
         }
         typer.echo(json.dumps(payload, indent=2))
         return
-    console.print(rich_table(rows, title=f"mlestar bench: {suite.name} ({seeds} seed{'s' * (seeds != 1)}, "
-                                         f"{time_limit:g}s each)"))
+    console.print(
+        rich_table(
+            rows,
+            title=f"mlestar bench: {suite.name} ({seeds} seed{'s' * (seeds != 1)}, {time_limit:g}s each)",
+        )
+    )
     console.print(f"results in {out.resolve()} (bench.json, bench.csv)")
+
+
+def _bench_mlebench(
+    checkout: Path,
+    data: Path,
+    split: str,
+    time_limit: float | None,
+    llm: str | None,
+    seeds: int,
+    out: Path | None,
+    config: Path | None,
+    names: list[str],
+    as_json: bool,
+) -> None:
+    from mlestar.bench import suite as suite_runner
+    from mlestar.bench.mlebench import (
+        MLEBENCH_TIME_LIMIT_S,
+        REPORT_CSV,
+        REPORT_JSON,
+        SplitPlan,
+        hard_timeout,
+        headline_lines,
+        report_payload,
+        run_split,
+    )
+    from mlestar.bench.suite import BenchPlan, rich_table
+
+    limit = time_limit if time_limit is not None else MLEBENCH_TIME_LIMIT_S
+    plan = BenchPlan(time_limit=limit, seeds=seeds, llm=llm, config=config, timeout=hard_timeout(limit))
+    out = out or Path(".bench") / f"mlebench-{Path(split).stem}"
+    announced: set[str] = set()
+
+    def progress(result: SeedResult, skipped: bool) -> None:
+        _progress(result, skipped)
+        note = result.report.get("medals_unknown") if result.report else ""
+        if note and result.competition not in announced:
+            announced.add(result.competition)
+            err_console.print(f"warning: {note}", highlight=False, soft_wrap=True)
+
+    def notice(line: str) -> None:
+        err_console.print(line, highlight=False, soft_wrap=True)
+
+    split_plan = SplitPlan(checkout=checkout, data=data, split=split)
+    outcome = run_split(
+        split_plan,
+        plan,
+        out,
+        only=names,
+        runner=suite_runner.subprocess_runner,
+        progress=progress,
+        notice=notice,
+    )
+    if as_json:
+        typer.echo(json.dumps(report_payload(outcome, out), indent=2, default=str))
+        return
+    console.print(
+        rich_table(
+            outcome.rows,
+            title=f"mlestar bench --mlebench: {split} ({seeds} seed{'s' * (seeds != 1)}, {limit:g}s each)",
+        )
+    )
+    counts = outcome.report["competitions"]
+    console.print(
+        f"{counts['with_data']} of {counts['in_split']} competitions have prepared data; "
+        "figures are over those:",
+        highlight=False,
+    )
+    for line in headline_lines(outcome.report):
+        console.print(f"  {line}", highlight=False)
+    where = Path(out).resolve()
+    console.print(f"report in {where / REPORT_JSON} ({REPORT_CSV}, bench.json, runs/)", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

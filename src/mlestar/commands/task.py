@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from mlestar.core.task import Task
-    from mlestar.grading import GradeResult
 
 
 def register(app: typer.Typer) -> None:
@@ -69,7 +68,7 @@ def grade_command(
         Path | None,
         typer.Option(
             "--mlebench",
-            help="An MLE-bench checkout: grade with the competition's own grade.py (and its leaderboard.csv).",
+            help="An MLE-bench checkout: grade with the competition's own grader (and its leaderboard.csv).",
         ),
     ] = None,
     competition_id: Annotated[
@@ -83,31 +82,17 @@ def grade_command(
     With a leaderboard the report follows MLE-bench: the direction comes from the leaderboard's
     order, medals from Kaggle's thresholds for its size, and --json uses MLE-bench's field names.
     """
-    from mlestar.errors import ConfigError, InvalidSubmission, MetricError, TaskError
+    from mlestar.errors import ConfigError, MetricError, TaskError
     from mlestar.grading import grade_competition, grade_submission
 
     if answers is not None and competition is not None:
         raise ConfigError("pass either --answers or --competition, not both")
     if leaderboard is not None and not leaderboard.is_file():
         raise TaskError(f"leaderboard file not found: {leaderboard}")
-    if mlebench is not None and competition is None:
-        raise ConfigError("--mlebench grades a competition folder: pass --competition DIR as well")
-    name = competition_id
     if mlebench is not None:
-        from mlestar.grading.mlebench import competition_folder, grade_with, load_grader
-        from mlestar.task.intake import load_task
-
-        task = load_task(competition, metric=metric, id_column=id_column)  # type: ignore[arg-type]
-        name = competition_id or task.name
-        if task.answers_file is None:
-            raise TaskError(f"no private answers found for {task.name} (expected prepared/private/test.csv)")
-        grader = load_grader(mlebench, name)
-        result = grade_with(grader, submission, task.answers_file, metric=task.metric,
-                            lower_is_better=task.lower_is_better)
-        own_board = competition_folder(mlebench, name) / "leaderboard.csv"
-        if leaderboard is None and own_board.is_file():
-            leaderboard = own_board
-    elif competition is not None:
+        _grade_mlebench(submission, mlebench, competition, answers, competition_id, leaderboard, json_out)
+        return
+    if competition is not None:
         result = grade_competition(submission, competition, metric, id_column=id_column)
     elif answers is not None:
         if not metric:
@@ -115,39 +100,104 @@ def grade_command(
         result = grade_submission(submission, answers, metric=metric, id_column=id_column)
     else:
         raise ConfigError("pass --answers FILE with --metric, or --competition DIR")
-    if name is None and competition is not None:
-        name = competition.resolve().name
+    name = competition_id or (competition.resolve().name if competition is not None else None)
 
     report: dict[str, Any] | None = None
     if leaderboard is not None:
-        from mlestar.grading.leaderboard import grade_against_leaderboard
-
-        # MLE-bench reads the direction from the leaderboard's order, whatever the metric's name says.
-        medal = grade_against_leaderboard(result.score, leaderboard, valid=result.valid)
         report = {
             "competition_id": name,
-            **medal.model_dump(),
+            **_leaderboard_fields(result.score, result.valid, leaderboard),
             "submission_exists": submission.is_file(),
             "submission_path": str(submission),
             "created_at": datetime.now(timezone.utc).isoformat(),
         }
+    payload: dict[str, Any] = result.model_dump()
+    if report is not None:
+        payload = {**report, "metric": result.metric, "reason": result.reason}
+    known = report if report is not None and not report.get("medals_unknown") else None
+    _finish(payload, valid=result.valid, json_out=json_out,
+            score_line=_score_line(result.score, result.metric, result.lower_is_better), table=known)
 
+
+def _grade_mlebench(
+    submission: Path,
+    checkout_path: Path,
+    competition: Path | None,
+    answers: Path | None,
+    competition_id: str | None,
+    leaderboard: Path | None,
+    json_out: bool,
+) -> None:
+    """``mlestar grade --mlebench``: the competition's own grader; only the answers are needed."""
+    from mlestar.errors import ConfigError, TaskError
+    from mlestar.grading.mlebench import Checkout, data_file, grade, prepared_root
+
+    if competition is None and (answers is None or competition_id is None):
+        raise ConfigError("--mlebench grades a competition folder: pass --competition DIR as well "
+                          "(or --answers FILE with --competition-id ID)")
+    checkout = Checkout(checkout_path)
+    root = prepared_root(competition) if competition is not None else None
+    name = competition_id or (root.name if root is not None else "")
+    if answers is None and root is not None:
+        answers = data_file(root, checkout.config(name).answers)
+        if not answers.is_file():
+            prepare = f"mlebench prepare -c {name} --data-dir {root.parent}"
+            raise TaskError(f"no answers for '{name}' at {answers} (run: {prepare})")
+    report = grade(checkout, name, submission, answers, leaderboard=leaderboard)  # type: ignore[arg-type]
+    payload = report.model_dump()
+    table = {k: v for k, v in payload.items() if k not in ("reason", "medals_unknown")}
+    _finish(payload, valid=report.valid_submission, json_out=json_out,
+            score_line=_score_line(report.score, report.grader or "MLE-bench grader", report.is_lower_better),
+            table=None if report.medals_unknown else table, reason=report.reason)
+
+
+def _leaderboard_fields(score: float | None, valid: bool, leaderboard: Path) -> dict[str, Any]:
+    """MLE-bench's medal fields for a score, or None fields and ``medals_unknown`` for a pointer file."""
+    from mlestar.grading.leaderboard import LeaderboardUnavailable, MedalReport, grade_against_leaderboard
+
+    try:
+        return grade_against_leaderboard(score, leaderboard, valid=valid).model_dump()
+    except LeaderboardUnavailable as exc:
+        unknown = dict.fromkeys(MedalReport.model_fields)
+        return {**unknown, "score": score, "valid_submission": valid, "medals_unknown": str(exc)}
+
+
+def _score_line(score: float | None, metric: str, lower_is_better: bool | None) -> str:
+    if score is None:
+        return ""
+    direction = "" if lower_is_better is None else f", {'lower' if lower_is_better else 'higher'} is better"
+    return f"score: {score:.6g}  ({metric}{direction})"
+
+
+def _finish(
+    payload: dict[str, Any],
+    *,
+    valid: bool,
+    json_out: bool,
+    score_line: str,
+    table: dict[str, Any] | None,
+    reason: str | None = None,
+    note: str | None = None,
+) -> None:
+    """Print a grade (JSON or text), the medals note on stderr; exit 1 for an invalid submission."""
+    from mlestar.errors import InvalidSubmission
+
+    note = note or payload.get("medals_unknown") or ""
+    if note:
+        typer.echo(f"warning: {note}", err=True)
     if json_out:
-        payload: dict[str, Any] = result.model_dump()
-        if report is not None:
-            payload = {**report, "metric": result.metric, "reason": result.reason}
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-        if not result.valid:
+        if not valid:
             sys.exit(InvalidSubmission.exit_code)
         return
-
     console = _console()
-    if result.valid:
-        _print_score(console, result)
-    if report is not None:
-        _print_report(console, report)
-    if not result.valid:
-        raise InvalidSubmission(f"invalid submission: {result.reason}")
+    if valid and score_line:
+        console.print(score_line, highlight=False)
+    if table is not None:
+        _print_report(console, table)
+    if not valid:
+        why = reason if reason is not None else payload.get("reason")
+        raise InvalidSubmission(f"invalid submission: {why}")
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -168,11 +218,6 @@ def _size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
-
-
-def _print_score(console: Console, result: GradeResult) -> None:
-    direction = "lower" if result.lower_is_better else "higher"
-    console.print(f"score: {result.score:.6g}  ({result.metric}, {direction} is better)", highlight=False)
 
 
 def _print_report(console: Console, report: dict[str, Any]) -> None:

@@ -17,6 +17,10 @@ sorted best first, so N = 50 gives gold = the 5th score, silver = the 10th, bron
 N = 2000 gives gold = the 14th, silver = the 100th, bronze = the 200th. A score that ties or
 beats a threshold wins that medal, and only the best medal won is reported. ``above_median``
 needs a score strictly better than the median of all leaderboard scores.
+
+A repository cloned without git-lfs (MLE-bench's is one) holds a small pointer text in place of each
+leaderboard; such a file raises ``LeaderboardUnavailable``, which says how to fetch the real ones,
+so callers can still report the score with the medals marked unknown.
 """
 
 from __future__ import annotations
@@ -67,11 +71,51 @@ def medal_ranks(num_teams: int) -> tuple[int, int, int]:
     return ranks
 
 
+# The first line of every Git LFS pointer file (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md).
+LFS_POINTER_START = b"version https://git-lfs.github.com/spec/"
+
+
+class LeaderboardUnavailable(MlestarError):
+    """The leaderboard file is a Git LFS pointer: the score stands, the medals are unknown."""
+
+
+def is_lfs_pointer(path: Path) -> bool:
+    """Whether ``path`` holds a Git LFS pointer instead of the file's content."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(LFS_POINTER_START)) == LFS_POINTER_START
+    except OSError:
+        return False
+
+
+def _repository_of(path: Path) -> Path | None:
+    for folder in Path(path).resolve().parents:
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def lfs_pointer_message(path: Path) -> str:
+    """One line: which leaderboard is a pointer, and the command that fetches the real files."""
+    repository = _repository_of(path)
+    fetch = (
+        f"cd {repository} && git lfs install && git lfs pull"
+        if repository is not None
+        else "git lfs install && git lfs pull, in the repository it came from"
+    )
+    return (
+        f"medals unknown: {path} is a Git LFS pointer, not the leaderboard (cloned without git-lfs); "
+        f"fetch the leaderboards with: {fetch}"
+    )
+
+
 def read_leaderboard(path: Path) -> pd.Series:
     """The ``score`` column of a leaderboard CSV as floats, in file order."""
     path = Path(path)
     if not path.is_file():
         raise MlestarError(f"leaderboard {path} does not exist")
+    if is_lfs_pointer(path):
+        raise LeaderboardUnavailable(lfs_pointer_message(path))
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

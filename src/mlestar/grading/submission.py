@@ -258,10 +258,28 @@ def grade_competition(
     *,
     id_column: str | None = None,
 ) -> GradeResult:
-    """Grade against a competition folder's private answers, sample submission and metric."""
-    from mlestar.task.intake import load_task
+    """Grade against a competition folder's private answers, sample submission and metric.
 
-    task = load_task(competition_dir, metric=metric, id_column=id_column)
+    Only those are needed: a folder without a train file (or with one intake cannot read) is graded
+    from its answers, its sample submission and the metric named by ``metric``, task.yaml or the
+    description."""
+    from mlestar.task.intake import grading_files, load_task
+
+    try:
+        task = load_task(competition_dir, metric=metric, id_column=id_column)
+    except TaskError as exc:
+        files = grading_files(competition_dir, metric=metric, id_column=id_column)
+        if files.answers is None:
+            raise
+        if files.metric is None:
+            raise TaskError(f"{exc}; to grade without it, name the metric (--metric)") from None
+        return grade_submission(
+            submission_path,
+            files.answers,
+            metric=files.metric,
+            sample_path=files.sample,
+            id_column=files.id_column,
+        )
     if task.answers_file is None:
         raise TaskError(
             f"no private answers found for {task.name} (expected private/answers.csv or private/test.csv)"

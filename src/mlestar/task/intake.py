@@ -828,3 +828,43 @@ def _modality(
     if other_dirs and (train is None or not features):
         return Modality.OTHER
     return Modality.TABULAR
+
+
+# --- grading without the training data (issue 17) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class GradingFiles:
+    """What grading a competition needs, found without reading (or having) its training data."""
+
+    name: str
+    answers: Path | None
+    sample: Path | None
+    metric: str | None  # None when neither the caller, task.yaml nor the description names one
+    id_column: str | None
+
+
+def grading_files(
+    path: str | Path, *, metric: str | None = None, id_column: str | None = None
+) -> GradingFiles:
+    """The private answers, the sample submission, the named metric and the id column of a folder."""
+    layout = _resolve_layout(Path(path))
+    config = _read_config(layout)
+    tables = [
+        p for p in layout.data_dir.iterdir() if p.is_file() and not p.name.startswith(".") and table_format(p)
+    ]
+    sample = _config_path(layout, config, "sample_submission") or _pick(
+        [(s, p) for p in tables if (s := _is_sample_name(p))]
+    )
+    description, _ = _description_text(layout, config)
+    named, _ = _named_metric(metric, config, description)
+    chosen_id = id_column or config.get("id")
+    if chosen_id is None and sample is not None:
+        chosen_id = _detect_id(None, None, read_table_sample(sample).frame, {})
+    return GradingFiles(
+        name=str(config.get("name") or layout.name),
+        answers=_answers_file(layout, config),
+        sample=sample,
+        metric=named.name if named is not None else None,
+        id_column=str(chosen_id) if chosen_id is not None else None,
+    )
