@@ -473,3 +473,13 @@ def test_sample_submission_without_prediction_column(tmp_path: Path) -> None:
 def test_unknown_id_column(tmp_path: Path) -> None:
     root = make_competition(tmp_path / "c", "binary", n_rows=40)
     assert "id column 'ident'" in _one_line_error(TaskError, root, id_column="ident")
+
+
+def test_checksums_and_leaderboards_are_not_taken_for_data(tmp_path: Path) -> None:
+    root = make_competition(tmp_path / "c", "binary", n_rows=60)
+    (root / "CHECKSUMS.sha256").write_text("abc  train.csv\n")
+    (root / "train.csv.md5").write_text("abc\n")
+    pd.DataFrame({"teamName": ["a"], "score": [0.9]}).to_csv(root / "leaderboard.csv", index=False)
+    task = load_task(root)
+    assert {f.path for f in task.files} == {"description.md", "sample_submission.csv", "test.csv", "train.csv",
+                                            str(task.answers_file)}

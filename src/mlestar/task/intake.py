@@ -452,6 +452,17 @@ class _Tables:
         return [str(c) for c in self.test.frame.columns] if self.test is not None else None
 
 
+# Files that describe the folder rather than the competition: checksums of the download and the
+# leaderboard mlestar bench grades against. Scripts must not take them for data.
+_BOOKKEEPING_NAMES = ("checksums.sha256", "sha256sums", "md5sums", "leaderboard.csv")
+_BOOKKEEPING_SUFFIXES = (".sha256", ".sha1", ".md5")
+
+
+def _is_bookkeeping(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and (name in _BOOKKEEPING_NAMES or name.endswith(_BOOKKEEPING_SUFFIXES))
+
+
 def _locate(layout: _Layout, config: dict[str, Any]) -> _Located:
     private = layout.private_dir.resolve() if layout.private_dir else None
     entries = sorted(
@@ -459,6 +470,7 @@ def _locate(layout: _Layout, config: dict[str, Any]) -> _Located:
         for p in layout.data_dir.iterdir()
         if not p.name.startswith(".")
         and p.name.lower() not in CONFIG_NAMES
+        and not _is_bookkeeping(p)
         and (private is None or p.resolve() != private)
         and p.name != "prepared"
     )
