@@ -105,7 +105,8 @@ FAULTS: dict[str, Callable[[str, int, int], list[Reply]]] = {
     ],
     "500": lambda answer, prompt, wanted: [error(500, "The server had an error"), error(503), Reply(answer)],
     "529": lambda answer, prompt, wanted: [error(529, "Overloaded"), Reply(answer)],
-    "context": lambda answer, prompt, wanted: [_context_error(prompt, prompt + 8000, wanted), Reply(answer)],
+    # The window is a little short of prompt + max_tokens: the client must ask for a shorter answer.
+    "context": lambda answer, prompt, wanted: [_context_error(prompt, prompt + wanted - 1, wanted), Reply(answer)],
     "cut": lambda answer, prompt, wanted: [Reply(answer[: max(1, len(answer) // 2)], finish="length")],
     "empty": lambda answer, prompt, wanted: [Reply(""), Reply(answer)],
     "null": lambda answer, prompt, wanted: [Reply(None), Reply(answer)],
@@ -128,6 +129,7 @@ class FakeLLM:
     served: list[str] = field(default_factory=list)  # per request: "reply", "queued" or a fault name
     _queue: deque[Reply] = field(default_factory=deque)
     _prompts: list[str] = field(default_factory=list)
+    _full: dict[str, str] = field(default_factory=dict)  # prompt -> the whole answer given to it
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def queue(self, *replies: Reply | str) -> None:
@@ -157,6 +159,7 @@ class FakeLLM:
             self.served.clear()
             self._queue.clear()
             self._prompts.clear()
+            self._full.clear()
 
     def log_rejected(self, body: dict[str, Any], headers: dict[str, str]) -> None:
         with self._lock:
@@ -176,10 +179,16 @@ class FakeLLM:
             )
         )
         if not continuing:
-            return responder(messages)
+            full = responder(messages)
+            with self._lock:
+                self._full[_prompt_text(messages)] = full
+            return full
         partial_at = len(messages) - (1 if messages[-1].get("role") == "assistant" else 2)
         partial = _content_text(messages[partial_at].get("content"))
-        full = responder(messages[:partial_at])
+        with self._lock:
+            full = self._full.get(_prompt_text(messages[:partial_at]))
+        if full is None:
+            full = responder(messages[:partial_at])
         if full.startswith(partial):
             return full[len(partial) :]
         stripped = partial.rstrip()  # Anthropic prefill drops trailing whitespace

@@ -195,12 +195,15 @@ class LLMBrain:
             except ContextTooLong as exc:
                 failure = exc
                 sent = count_messages(messages)
-                # The client now knows the window; the server may count tokens differently from us.
+                # The client now knows the window (the server said it); the server may count
+                # tokens differently from us, so its count of this prompt scales the budget.
                 ratio = min(1.0, sent / exc.prompt_tokens) if exc.prompt_tokens else 1.0
                 known = self.client.prompt_budget(role, answer_tokens)
-                target = int((known if known is not None else sent) * ratio * 0.9)
-                budget = min(target, int(sent * 0.8)) if budget is None or target >= budget else target
-                log.warning("%s: prompt of about %d tokens too long; shortening it to %d", role, sent, budget)
+                target = int(known * ratio) if known is not None else int(sent * 0.8)
+                if budget is not None and target >= budget:
+                    target = int(budget * 0.8)  # the last fit was not enough: cut deeper
+                budget = target
+                log.warning("%s: a prompt of about %d tokens did not fit; fitting it to %d", role, sent, budget)
         assert failure is not None
         raise failure
 
