@@ -110,15 +110,11 @@ _FENCE_OPEN = re.compile(r"\A\s*(`{3,}|~{3,})[\w+.-]*[ \t]*\n")
 
 
 def join_continuation(answer: str, more: str) -> str:
-    """``answer`` followed by its continuation ``more``, without a repeated overlap or a second
-    opening fence (models often restart the code block they were cut off in)."""
+    """``answer`` followed by its continuation ``more``, without the second opening fence models
+    often write when they go on inside a code block. Nothing else is taken out: code repeats
+    itself, so text that looks repeated at the seam may well be meant."""
     if answer.count("```") % 2 == 1:
         more = _FENCE_OPEN.sub("", more, count=1)
-    tail = answer[-400:]
-    for size in range(min(len(tail), len(more)), 19, -1):
-        if more.startswith(tail[-size:]):
-            more = more[size:]
-            break
     return answer + more
 
 
@@ -222,16 +218,15 @@ class LLMClient:
         return self.settings.llm_agent_max_tokens.get(agent) or default or self.settings.llm_max_tokens
 
     def context_window(self, spec: ModelSpec) -> int | None:
-        """The model's window: the setting, what a server said in an error, or what it lists."""
-        if self.settings.llm_context_tokens:
-            return self.settings.llm_context_tokens
+        """The model's window: what a server said in an error, else the smaller of the setting and
+        what the server lists (vLLM's ``max_model_len``, the ``num_ctx`` Ollama runs with)."""
         key = str(spec)
         with self._lock:
             if key in self._windows:
                 return self._windows[key]
-        if self.settings.llm_cache_mode == "replay":
-            return None
-        window = self.backend(spec).context_window()
+        reported = None if self.settings.llm_cache_mode == "replay" else self.backend(spec).context_window()
+        setting = self.settings.llm_context_tokens
+        window = min(setting, reported) if setting and reported else setting or reported
         with self._lock:
             self._windows.setdefault(key, window)
             return self._windows[key]
