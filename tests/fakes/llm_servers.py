@@ -122,7 +122,9 @@ class FakeLLM:
     api_key: str | None = None  # when set, any other key is rejected with 401
     models: set[str] | None = None  # when set, other models get 404
     responder: Callable[[list[dict[str, Any]]], str] | None = None
-    faults: dict[int, str] = field(default_factory=dict)  # request number (1-based) -> FAULTS name
+    # fresh request number (1-based; retries and continuations the fake answers from its queue do
+    # not count) -> FAULTS name
+    faults: dict[int, str] = field(default_factory=dict)
     max_model_len: int | None = None  # vLLM: listed with the models and enforced (400)
     model_context: int = 32_768  # what Ollama's /api/show reports
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -130,6 +132,7 @@ class FakeLLM:
     _queue: deque[Reply] = field(default_factory=deque)
     _prompts: list[str] = field(default_factory=list)
     _full: dict[str, str] = field(default_factory=dict)  # prompt -> the whole answer given to it
+    _fresh: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def queue(self, *replies: Reply | str) -> None:
@@ -160,6 +163,7 @@ class FakeLLM:
             self._queue.clear()
             self._prompts.clear()
             self._full.clear()
+            self._fresh = 0
 
     def log_rejected(self, body: dict[str, Any], headers: dict[str, str]) -> None:
         with self._lock:
@@ -199,11 +203,11 @@ class FakeLLM:
         prompt = _tokens(_prompt_text(messages, body.get("system")))
         with self._lock:
             self.requests.append({**body, "_headers": headers})
-            number = len(self.requests)
             if self._queue:
                 self.served.append("queued")
                 return self._queue.popleft()
-            fault = self.faults.pop(number, None)
+            self._fresh += 1
+            fault = self.faults.pop(self._fresh, None)
         if self.max_model_len is not None and prompt + wanted > self.max_model_len:
             with self._lock:
                 self.served.append("over max_model_len")

@@ -17,6 +17,7 @@ Run as a script to serve a conversation over the OpenAI wire format::
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import sys
 import threading
@@ -65,14 +66,16 @@ def load_conversation(folder: Path) -> list[Turn]:
     return turns
 
 
-def _lines(text: str) -> set[str]:
-    return {line.strip() for line in text.splitlines() if line.strip()}
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def likeness(a: str, b: str) -> float:
-    """Share of distinct lines two prompts have in common (1.0: the same lines)."""
-    left, right = _lines(a), _lines(b)
-    return len(left & right) / max(1, len(left | right))
+    """How alike two prompts are, line by line and in order (1.0: the same lines in the same order;
+    two merges of the same scripts in the other order are told apart)."""
+    if a == b:
+        return 1.0
+    return difflib.SequenceMatcher(None, _lines(a), _lines(b), autojunk=False).ratio()
 
 
 class ReplayExhausted(RuntimeError):
