@@ -43,7 +43,9 @@ PRICED_MODELS = ("openai:gpt-4.1", "openai:gpt-4.1-mini", "anthropic:claude-sonn
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "llm-cost")
-    parser.add_argument("--quick", action="store_true", help="M=2 L=2 T=1 K=2 R=1 instead of the paper's loops")
+    parser.add_argument(
+        "--quick", action="store_true", help="M=2 L=2 T=1 K=2 R=1 instead of the paper's loops"
+    )
     args = parser.parse_args()
     loops = ["-M", "2", "-L", "2", "-T", "1", "-K", "2", "-R", "1"] if args.quick else [
         "-M", "4", "-L", "2", "-T", "4", "-K", "4", "-R", "5"]

@@ -64,9 +64,8 @@ def test_candidate_runs_in_dev_and_final_mode(tasks, brain, tmp_path, kind, card
     assert sorted(val["row"]) == sorted(folds.loc[folds["dev"] == 1, "row"])
     # The pipeline scores the saved predictions again with the run's metric: the same score.
     rescorer = Rescorer(fx.task, get_metric(fx.task.metric), fx.dev / "folds.csv")
-    assert rescorer.score_file(tmp_path / "dev" / "final" / "val_predictions.csv", final=False) == pytest.approx(
-        score, rel=1e-6
-    )
+    saved = tmp_path / "dev" / "final" / "val_predictions.csv"
+    assert rescorer.score_file(saved, final=False) == pytest.approx(score, rel=1e-6)
 
     final_script = brain.write_submission(fx.ctx, script)
     assert re.findall(r"^FINAL_MODE = (\w+)", final_script.code, re.MULTILINE) == ["True"]

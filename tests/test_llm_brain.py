@@ -111,9 +111,13 @@ def test_every_prompt_carries_the_task_data_report_and_contract(
         assert "./final/val_predictions.csv" in system
         assert "Target column(s)" not in user and "def metric_score" not in user
     assert len(systems) == 1  # every development role shares it, character for character
-    final = "".join(m["content"] for m in brain.prompts.render("submission", brain._vars(ctx, mode="final", code=BASE)))
+    final = "".join(
+        m["content"] for m in brain.prompts.render("submission", brain._vars(ctx, mode="final", code=BASE))
+    )
     assert "./final/submission.csv" in final and "./input/test.csv" in final
-    dev = "".join(m["content"] for m in brain.prompts.render("candidate", brain._vars(ctx, card=ModelCard(name="RF"))))
+    dev = "".join(
+        m["content"] for m in brain.prompts.render("candidate", brain._vars(ctx, card=ModelCard(name="RF")))
+    )
     assert "dev == 1" in dev and "Do not read the test file" in dev
     assert "complete script in one ```python block" in dev
     coder = brain.prompts.render("coder", variables)[1]["content"]

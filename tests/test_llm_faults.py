@@ -62,7 +62,9 @@ def test_rate_limit_waits_come_from_the_server_in_any_of_its_forms(openai_fake: 
     )
     openai_fake.fake.queue(error(429, "slow down", **{"retry-after-ms": "1500"}), gemini, error(429), "ok")
     sleeps: list[float] = []
-    client = llm_client(fast_settings(openai_fake.url, llm_backoff_base_s=1.0, llm_backoff_max_s=60), sleep=sleeps.append)
+    client = llm_client(
+        fast_settings(openai_fake.url, llm_backoff_base_s=1.0, llm_backoff_max_s=60), sleep=sleeps.append
+    )
     assert client.complete(ask("hi")).text == "ok"
     # retry-after-ms, Gemini's retryDelay in the body, then our own backoff (nothing said).
     assert sleeps[:2] == [1.5, 37.0] and 4.0 <= sleeps[2] <= 4.5
@@ -72,7 +74,11 @@ def test_a_rate_limit_storm_is_waited_out_for_minutes_not_retries(openai_fake: E
     openai_fake.fake.queue(*[error(429, "Too many requests")] * 9, "finally")
     sleeps: list[float] = []
     settings = fast_settings(
-        openai_fake.url, llm_max_retries=2, llm_backoff_base_s=1.0, llm_backoff_max_s=60, llm_rate_limit_wait_s=300
+        openai_fake.url,
+        llm_max_retries=2,
+        llm_backoff_base_s=1.0,
+        llm_backoff_max_s=60,
+        llm_rate_limit_wait_s=300,
     )
     assert llm_client(settings, sleep=sleeps.append).complete(ask("x")).text == "finally"
     assert len(sleeps) == 9 > settings.llm_max_retries  # rate limits are waited out, not counted as retries
@@ -81,7 +87,9 @@ def test_a_rate_limit_storm_is_waited_out_for_minutes_not_retries(openai_fake: E
     openai_fake.fake.queue(*[error(429, "Too many requests", **{"Retry-After": "40"})] * 20)
     sleeps.clear()
     with pytest.raises(RetriesExhausted, match=r"still rate limited after 100s"):
-        llm_client(fast_settings(openai_fake.url, llm_rate_limit_wait_s=100), sleep=sleeps.append).complete(ask("y"))
+        llm_client(fast_settings(openai_fake.url, llm_rate_limit_wait_s=100), sleep=sleeps.append).complete(
+            ask("y")
+        )
     assert sleeps == [40.0, 40.0, 20.0]  # the server's wait, up to the patience left
 
 
@@ -105,7 +113,8 @@ def test_a_rate_limit_storm_is_waited_out_for_minutes_not_retries(openai_fake: E
         ),
         ("prompt is too long: 210000 tokens > 200000 maximum", ContextTooLong, 200000, 210000),
         (
-            "input length and `max_tokens` exceed context limit: 198000 + 8192 > 200000, decrease input length",
+            "input length and `max_tokens` exceed context limit: 198000 + 8192 > 200000, "
+            "decrease input length",
             ContextTooLong,
             200000,
             198000,
@@ -143,7 +152,9 @@ def test_refusals_are_read_for_what_can_be_done_about_them(message, kind, limit,
 
 def test_an_answer_cap_above_the_models_is_lowered_and_remembered(openai_fake: Endpoint) -> None:
     openai_fake.fake.queue(
-        error(400, "max_tokens is too large: 8192. This model supports at most 4096 completion tokens."), "a", "b"
+        error(400, "max_tokens is too large: 8192. This model supports at most 4096 completion tokens."),
+        "a",
+        "b",
     )
     client = llm_client(fast_settings(openai_fake.url))
     assert client.complete(ask("1"), max_tokens=8192).text == "a"
@@ -189,14 +200,20 @@ def test_a_cut_off_answer_is_continued_where_it_stopped(openai_fake: Endpoint, s
     assert response.text == full
     first, second = openai_fake.fake.requests
     assert second["messages"][-1]["content"] == CONTINUE_PROMPT
-    assert second["messages"][-2]["role"] == "assistant" and full.startswith(second["messages"][-2]["content"])
+    assert second["messages"][-2]["role"] == "assistant" and full.startswith(
+        second["messages"][-2]["content"]
+    )
     [event] = store.events(types=[EventType.LLM_CALL])
     assert event.data["continuations"] == 1 and event.data["requests"] == 2
-    assert response.completion_tokens == sum(len(t) // 4 for t in (full[: len(full) // 2], full[len(full) // 2 :]))
+    assert response.completion_tokens == sum(
+        len(t) // 4 for t in (full[: len(full) // 2], full[len(full) // 2 :])
+    )
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_claude_continues_a_prefilled_answer(anthropic_fake: Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_claude_continues_a_prefilled_answer(
+    anthropic_fake: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-x")
     full = "The block:\n```python\n" + "y = 1\n" * 40 + "```\n"
     anthropic_fake.fake.responder = answering(full)
@@ -223,10 +240,14 @@ def test_empty_and_refused_answers_are_asked_again(openai_fake: Endpoint, fault:
     assert openai_fake.fake.served == [fault, "queued"]
 
 
-def test_an_answer_that_never_comes_fails_the_call_not_the_parser(openai_fake: Endpoint, store: RunStore) -> None:
+def test_an_answer_that_never_comes_fails_the_call_not_the_parser(
+    openai_fake: Endpoint, store: RunStore
+) -> None:
     openai_fake.fake.queue(*[Reply(None)] * 3)
     with pytest.raises(NoAnswer, match="empty answer 3 times"):
-        llm_client(fast_settings(openai_fake.url, llm_max_retries=2), store).complete(ask("x"), agent="planner")
+        llm_client(fast_settings(openai_fake.url, llm_max_retries=2), store).complete(
+            ask("x"), agent="planner"
+        )
     assert usage_summary(store).total.failed_calls == 1
 
 
@@ -245,13 +266,23 @@ def test_thinking_is_stripped_before_anyone_parses_the_answer(openai_fake: Endpo
 
 def test_thinking_that_fills_the_allowance_gets_more_room(openai_fake: Endpoint) -> None:
     openai_fake.fake.queue(Reply("<think>" + "hmm " * 50, finish="length"), ANSWER)
-    client = llm_client(fast_settings(openai_fake.url, spec="openai-compatible:qwen3-32b", llm_reasoning_tokens=1000))
+    client = llm_client(
+        fast_settings(openai_fake.url, spec="openai-compatible:qwen3-32b", llm_reasoning_tokens=1000)
+    )
     assert client.complete(ask("x"), max_tokens=2000).text == ANSWER
     assert [r["max_tokens"] for r in openai_fake.fake.requests] == [3000, 6000]
 
 
 def test_reasoning_models_and_the_thinking_they_write() -> None:
-    for name in ("o3", "gpt-5-mini", "gemini-2.5-pro", "deepseek-r1:32b", "deepseek/deepseek-r1", "qwen3:30b", "qwq"):
+    for name in (
+        "o3",
+        "gpt-5-mini",
+        "gemini-2.5-pro",
+        "deepseek-r1:32b",
+        "deepseek/deepseek-r1",
+        "qwen3:30b",
+        "qwq",
+    ):
         assert is_reasoning_model(name), name
     for name in ("gpt-4.1", "claude-sonnet-4-5", "qwen2.5-coder:32b", "llama3.3"):
         assert not is_reasoning_model(name), name
@@ -274,9 +305,9 @@ def test_ollama_gets_its_context_size_with_every_request(ollama_fake: Endpoint) 
     client = llm_client(fast_settings(ollama_fake.url, spec="ollama:small"))
     with pytest.raises(ContextTooLong, match="4096"):
         client.complete(ask(long_prompt))  # does not fit: not sent, so not silently truncated
-    assert llm_client(fast_settings(ollama_fake.url, spec="ollama:x", llm_context_tokens=8192)).context_window(
-        parse_spec("ollama:x")
-    ) == min(8192, 4096)
+    assert llm_client(
+        fast_settings(ollama_fake.url, spec="ollama:x", llm_context_tokens=8192)
+    ).context_window(parse_spec("ollama:x")) == min(8192, 4096)
 
 
 def test_without_num_ctx_ollama_would_drop_the_start_of_the_prompt(ollama_fake: Endpoint) -> None:
@@ -298,14 +329,18 @@ def test_prompt_cache_hits_are_counted(openai_fake: Endpoint, store: RunStore) -
     client = llm_client(fast_settings(openai_fake.url), store)
     openai_fake.fake.responder = answering("ok")
     for role in ("planner", "coder"):
-        client.complete([{"role": "system", "content": shared}, {"role": "user", "content": f"[{role}]"}], agent=role)
+        client.complete(
+            [{"role": "system", "content": shared}, {"role": "user", "content": f"[{role}]"}], agent=role
+        )
     first, second = store.llm_calls()
     assert first.cached_prompt_tokens == 0 and second.cached_prompt_tokens >= 2048
     total = usage_summary(store).total
     assert 0.4 < total.cached_share < 0.6
 
 
-def test_a_dollar_budget_needs_prices(openai_fake: Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dollar_budget_needs_prices(
+    openai_fake: Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ConfigError, match=r"no price is known for openai-compatible:fake.*--budget-tokens"):
         llm_client(fast_settings(openai_fake.url, budget_usd=1.0))
     prices = tmp_path / "prices.yaml"

@@ -22,7 +22,7 @@ from fakes.fixtures import (  # noqa: E402
     llm_client,
     openai_fake,  # noqa: F401
 )
-from fakes.llm_servers import DECOY, error  # noqa: E402
+from fakes.llm_servers import DECOY  # noqa: E402
 
 from mlestar.brain.llm import LLMBrain  # noqa: E402
 from mlestar.brain.llm.parsing import contract_issues  # noqa: E402
@@ -73,11 +73,15 @@ def test_a_prompt_too_long_for_the_window_is_shortened_by_what_matters_least(
 ) -> None:
     long = ctx.model_copy(update={"task": ctx.task.model_copy(update={"description": LONG_DESCRIPTION})})
     brain = brain_for(openai_fake, llm_context_tokens=6000)
-    history = [PlanAttempt(plan=RefinementPlan(text=f"plan {i}: " + "details " * 200), score=0.8) for i in range(8)]
+    history = [
+        PlanAttempt(plan=RefinementPlan(text=f"plan {i}: " + "details " * 200), score=0.8) for i in range(8)
+    ]
     openai_fake.fake.queue("More trees.")
     assert brain.plan_refinement(long, Script(code=BASE), "x = 1", history) is not None
     prompt = sent(openai_fake)
-    assert count_messages(openai_fake.fake.requests[-1]["messages"]) <= brain.client.prompt_budget("planner", 1024)
+    assert count_messages(openai_fake.fake.requests[-1]["messages"]) <= brain.client.prompt_budget(
+        "planner", 1024
+    )
     assert "area under the ROC curve" in prompt and "plan 7:" in prompt  # evaluation and the latest plan kept
     assert "plan 0:" not in prompt  # the oldest plans went first
     assert BASE.strip() in prompt  # the code is never cut
@@ -87,7 +91,9 @@ def test_when_the_server_says_too_long_the_prompt_is_fitted_to_what_it_said(
     openai_fake: Endpoint, ctx: BrainContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
-    wide = "\n".join(f"- feature_{i}: float64, numeric, missing 1.0%, 300 unique; e.g. 0.1, 0.2" for i in range(400))
+    wide = "\n".join(
+        f"- feature_{i}: float64, numeric, missing 1.0%, 300 unique; e.g. 0.1, 0.2" for i in range(400)
+    )
     long = ctx.model_copy(update={"data_report": wide})
     openai_fake.fake.max_model_len = 4200  # a hosted model lists no window: the first request learns it
     openai_fake.fake.responder = lambda messages: "Average them."
@@ -97,13 +103,19 @@ def test_when_the_server_says_too_long_the_prompt_is_fitted_to_what_it_said(
     assert plan is not None and plan.text == "Average them."
     assert openai_fake.fake.served == ["over max_model_len", "reply"]
     first, second = (count_messages(r["messages"]) for r in openai_fake.fake.requests)
-    assert second < first and "area under the ROC curve" in sent(openai_fake) and "feature_0:" in sent(openai_fake)
+    assert (
+        second < first
+        and "area under the ROC curve" in sent(openai_fake)
+        and "feature_0:" in sent(openai_fake)
+    )
 
 
 def test_each_role_asks_for_the_answer_length_it_needs(openai_fake: Endpoint, ctx: BrainContext) -> None:
     openai_fake.fake.queue("More trees.", "More trees.")
     brain_for(openai_fake).plan_refinement(ctx, Script(code=BASE), "x = 1", [])
-    brain_for(openai_fake, llm_agent_max_tokens={"planner": 3000}).plan_refinement(ctx, Script(code=BASE), "x", [])
+    brain_for(openai_fake, llm_agent_max_tokens={"planner": 3000}).plan_refinement(
+        ctx, Script(code=BASE), "x", []
+    )
     assert [r["max_tokens"] for r in openai_fake.fake.requests] == [1024, 3000]
 
 
@@ -111,9 +123,15 @@ def test_trimming_keeps_the_evaluation_and_the_result_lines() -> None:
     cut = trim_description(LONG_DESCRIPTION, 1500)
     assert "area under the ROC curve" in cut and "Predict which customers leave" in cut
     assert "A lot of money" not in cut and "Sections left out" in cut and len(cut) < 1700
-    output = "\n".join([*(f"epoch {i}: loss 0.{i}" for i in range(400)), "ABLATION no_scaling: 0.81",
-                        "Baseline: 0.84", *(f"fold log {i}" for i in range(400)),
-                        "Final Validation Performance: 0.84"])
+    output = "\n".join(
+        [
+            *(f"epoch {i}: loss 0.{i}" for i in range(400)),
+            "ABLATION no_scaling: 0.81",
+            "Baseline: 0.84",
+            *(f"fold log {i}" for i in range(400)),
+            "Final Validation Performance: 0.84",
+        ]
+    )
     short = trim_output(output, 1200)
     assert len(short) < 1500
     for line in ("ABLATION no_scaling: 0.81", "Baseline: 0.84", "Final Validation Performance: 0.84"):
@@ -134,11 +152,17 @@ def test_the_data_profile_names_no_path_outside_the_input_folder(tmp_path: Path)
     assert report.count("Competition: comp") == 0  # the task summary is printed once, by the prompt
 
 
-def test_prompts_tell_what_earlier_scripts_took_and_what_plans_mean(openai_fake: Endpoint, ctx: BrainContext) -> None:
-    three_folds = ctx.model_copy(update={"n_folds": 3, "hardware": "16 CPU cores (4 for each script), 64 GB, GPUs: A100"})
+def test_prompts_tell_what_earlier_scripts_took_and_what_plans_mean(
+    openai_fake: Endpoint, ctx: BrainContext
+) -> None:
+    three_folds = ctx.model_copy(
+        update={"n_folds": 3, "hardware": "16 CPU cores (4 for each script), 64 GB, GPUs: A100"}
+    )
     brain = brain_for(openai_fake)
     timed = Script(code=BASE, wall_s=42.0)
-    openai_fake.fake.queue("More trees.", '```json\n{"name": "m", "plan": "p"}\n```\n```python\nmodel = build_model()\n```')
+    openai_fake.fake.queue(
+        "More trees.", '```json\n{"name": "m", "plan": "p"}\n```\n```python\nmodel = build_model()\n```'
+    )
     brain.plan_refinement(three_folds, timed, "x = 1", [])
     planner = sent(openai_fake)
     assert "(it ran in 42 s of the 120 s a script may take)" in planner
@@ -150,13 +174,18 @@ def test_prompts_tell_what_earlier_scripts_took_and_what_plans_mean(openai_fake:
     brain.summarize_ablation(ctx, Script(code=BASE), "Baseline: 0.8\nABLATION x: 0.7")
     assert BASE.strip() not in sent(openai_fake)  # the summarizer reads the output, not the script
     rules = sent(openai_fake)
-    assert "never fit, tune or early-stop on it" in rules.lower() or "Never fit, tune or early-stop on it" in rules
+    assert (
+        "never fit, tune or early-stop on it" in rules.lower()
+        or "Never fit, tune or early-stop on it" in rules
+    )
     openai_fake.fake.queue(f"```python\n{BASE.replace('folds.csv', 'folds.csv').replace('dev', 'dev')}```")
     final = brain.write_submission(ctx, timed)
     assert "the development run took 42 s on 300 rows" in sent(openai_fake) and final.code
 
 
-def test_the_leakage_checklist_says_what_is_and_is_not_a_leak(openai_fake: Endpoint, ctx: BrainContext) -> None:
+def test_the_leakage_checklist_says_what_is_and_is_not_a_leak(
+    openai_fake: Endpoint, ctx: BrainContext
+) -> None:
     openai_fake.fake.queue('```json\n{"leak": false, "reason": "fine"}\n```')
     brain_for(openai_fake).check_leakage(ctx, Script(code=BASE))
     prompt = sent(openai_fake)
@@ -180,16 +209,24 @@ def test_decoys_in_thinking_do_not_reach_the_parsers(openai_fake: Endpoint, ctx:
 
 
 # -- leaks are kept ------------------------------------------------------------------------------------
-def test_a_leak_verdict_survives_a_loose_quote_and_a_string_true(openai_fake: Endpoint, ctx: BrainContext) -> None:
+def test_a_leak_verdict_survives_a_loose_quote_and_a_string_true(
+    openai_fake: Endpoint, ctx: BrainContext
+) -> None:
     paraphrased = (
         '```json\n{"leak": "True", "reason": "the scaler is fitted on all rows"}\n```\n'
-        "```python\nscaler = StandardScaler()\ntrain[features] = scaler.fit_transform(train[features])  # here\n```"
+        "```python\nscaler = StandardScaler()\n"
+        "train[features] = scaler.fit_transform(train[features])  # here\n```"
     )
-    nowhere = '```json\n{"leak": "yes", "reason": "target encoding on every row"}\n```\n```python\nno_such_line()\n```'
+    nowhere = (
+        '```json\n{"leak": "yes", "reason": "target encoding on every row"}\n```\n'
+        "```python\nno_such_line()\n```"
+    )
     openai_fake.fake.queue(paraphrased, nowhere)
     brain = brain_for(openai_fake)
     report = brain.check_leakage(ctx, Script(code=BASE))
-    assert report.leak and report.block is not None and report.block in BASE and "fit_transform" in report.block
+    assert (
+        report.leak and report.block is not None and report.block in BASE and "fit_transform" in report.block
+    )
     unplaced = brain.check_leakage(ctx, Script(code=BASE))
     assert unplaced.leak and unplaced.block is None and openai_fake.fake.count == 2  # no re-ask needed
     # The fixer then gets the whole script to fix.
@@ -202,7 +239,7 @@ def test_a_leak_verdict_survives_a_loose_quote_and_a_string_true(openai_fake: En
 @pytest.mark.parametrize(
     "line",
     [
-        'train = train[folds.dev == 1]',
+        "train = train[folds.dev == 1]",
         'train = train.loc[folds.query("dev == 1").index]',
         'train = train[folds["dev"].eq(1)]',
     ],
@@ -214,17 +251,25 @@ def test_every_spelling_of_the_dev_filter_is_accepted(line: str) -> None:
 
 
 def test_the_test_file_is_rejected_when_read_not_when_named_in_a_comment() -> None:
-    commented = '"""Never reads test.csv: development runs have no test file."""\n# not test.csv either\n' + BASE
+    commented = (
+        '"""Never reads test.csv: development runs have no test file."""\n# not test.csv either\n' + BASE
+    )
     assert contract_issues(commented, mode="dev", test_file="test.csv") == []
     reading = BASE + 'test = pd.read_csv("./input/test.csv")\n'
-    assert any("reads the test file" in issue for issue in contract_issues(reading, mode="dev", test_file="test.csv"))
+    assert any(
+        "reads the test file" in issue for issue in contract_issues(reading, mode="dev", test_file="test.csv")
+    )
     no_filter = BASE.replace('train = train[folds["dev"].to_numpy() == 1].reset_index(drop=True)', "")
     assert any("development rows" in issue for issue in contract_issues(no_filter, mode="dev"))
     no_predictions = BASE.replace("val_predictions.csv", "preds.csv")
-    assert any("val_predictions.csv" in i for i in contract_issues(no_predictions, mode="dev", predictions=True))
+    assert any(
+        "val_predictions.csv" in i for i in contract_issues(no_predictions, mode="dev", predictions=True)
+    )
 
 
-def test_the_metric_and_the_prediction_file_are_in_every_prompt(openai_fake: Endpoint, tmp_path: Path) -> None:
+def test_the_metric_and_the_prediction_file_are_in_every_prompt(
+    openai_fake: Endpoint, tmp_path: Path
+) -> None:
     from competitions import make_competition
 
     task = make_task(make_competition(tmp_path / "multi", "multiclass", n_rows=150))

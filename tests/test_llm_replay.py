@@ -20,7 +20,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # tests/fakes is importable as "fakes" (no tests/__init__.py)
 
 from fakes.fixtures import isolated_env  # noqa: E402,F401
-from fakes.llm_servers import FAULTS  # noqa: E402
 from fakes.pipeline_runs import FAST_RETRIES, LLMRun, llm_run, selections  # noqa: E402
 from fakes.replay import Replay  # noqa: E402
 from fakes.scripted_model import respond  # noqa: E402
@@ -63,7 +62,10 @@ def assert_valid_submission(run: LLMRun) -> None:
     assert result.status == RunStatus.FINISHED and result.submission_path is not None
     submission = pd.read_csv(result.submission_path)
     sample = pd.read_csv(run.competition / "sample_submission.csv")
-    assert list(submission.columns) == list(sample.columns) and submission["id"].tolist() == sample["id"].tolist()
+    assert (
+        list(submission.columns) == list(sample.columns)
+        and submission["id"].tolist() == sample["id"].tolist()
+    )
     assert submission["target"].between(0, 1).all()
 
 
@@ -124,7 +126,8 @@ model = RandomForestClassifier(n_estimators=60, random_state=0, n_jobs=1)
 model.fit(train.loc[fit_rows, features], train.loc[fit_rows, "target"])
 pred = model.predict_proba(train.loc[valid_rows, features])[:, 1]
 os.makedirs("./final", exist_ok=True)
-pd.DataFrame({"row": train.loc[valid_rows, "row"], "target": pred}).to_csv("./final/val_predictions.csv", index=False)
+predictions = pd.DataFrame({"row": train.loc[valid_rows, "row"], "target": pred})
+predictions.to_csv("./final/val_predictions.csv", index=False)
 print(f"Final Validation Performance: {roc_auc_score(train.loc[valid_rows, 'target'], pred)}")
 """
 LEAK_BLOCK = 'train["signal"] = train["target"] + rng.normal(scale=0.3, size=len(train))'

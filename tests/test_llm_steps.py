@@ -32,7 +32,9 @@ def competition(tmp_path: Path) -> Path:
 
 def start(competition: Path, tmp_path: Path, **settings: object) -> RunStore:
     values = {"num_models": 2, "num_tracks": 2, "outer_steps": 1, "inner_steps": 2, "ensemble_rounds": 1}
-    return create_run(competition, Settings.load(runs_dir=tmp_path / "runs", **{**values, **settings}), run_id="r")
+    return create_run(
+        competition, Settings.load(runs_dir=tmp_path / "runs", **{**values, **settings}), run_id="r"
+    )
 
 
 class FlakyBrain(ScriptedBrain):
@@ -84,7 +86,10 @@ def test_llm_failures_in_a_row_stop_the_run_which_resumes_later(tmp_path: Path, 
     assert result.status == RunStatus.STOPPED and result.stop_reason == "llm"
     assert result.stop_detail == f"3 LLM steps failed in a row (last: {STORM})"
     [stopped] = store.events(types=[EventType.RUN_STOPPED])
-    assert stopped.message.startswith("paused: 3 LLM steps failed in a row") and "mlestar resume r" in stopped.message
+    assert (
+        stopped.message.startswith("paused: 3 LLM steps failed in a row")
+        and "mlestar resume r" in stopped.message
+    )
     assert "\n" not in stopped.message and result.submission_path is not None  # phase 1's submission stays
     runs_before = sum(executor.runs.values())
     store.close()
@@ -97,7 +102,9 @@ def test_llm_failures_in_a_row_stop_the_run_which_resumes_later(tmp_path: Path, 
 
 def test_an_error_only_the_user_can_fix_stops_the_run_at_once(tmp_path: Path, competition: Path) -> None:
     store = start(competition, tmp_path)
-    bad_key = AuthenticationFailed("openai at https://api.openai.com/v1 rejected the API key (401); check OPENAI_API_KEY")
+    bad_key = AuthenticationFailed(
+        "openai at https://api.openai.com/v1 rejected the API key (401); check OPENAI_API_KEY"
+    )
     result = execute(store, brain=FlakyBrain({"merge": 1}, error=bad_key), executor=ScriptedExecutor())
     assert result.status == RunStatus.STOPPED and result.stop_reason == "llm"
     assert "rejected the API key" in (result.stop_detail or "")
@@ -126,7 +133,9 @@ def test_selections_use_the_score_of_the_saved_predictions(tmp_path: Path, compe
     assert (liar.score, liar.info["printed_score"], liar.info["score_source"]) == (0.5, 0.99, "recomputed")
     assert (honest.score, honest.info["printed_score"]) == (1.0, 0.7)  # its predictions are the truth
     warnings = [e.message for e in store.events(types=[EventType.WARNING]) if e.node_id == liar.id]
-    assert warnings == ["score disagreement: it printed 0.99, its predictions score 0.5; the recomputed score is used"]
+    assert warnings == [
+        "score disagreement: it printed 0.99, its predictions score 0.5; the recomputed score is used"
+    ]
     assert result.best_score == 1.0 and store.get_meta("best")["node_id"] == honest.id
     assert store.get_meta("submission")["source_node_id"] == honest.id  # the liar is never picked
     # A script without predictions keeps its printed score, marked as such.
@@ -149,12 +158,16 @@ class HalfRows(ScriptedExecutor):
 def test_predictions_on_the_wrong_rows_are_not_trusted(tmp_path: Path, competition: Path) -> None:
     store = start(competition, tmp_path)
     engine, events = make_engine(store, executor=HalfRows())
-    ran = engine.run_script(Step(Phase.SEARCH).at("x"), scripted(0.8, "few rows", predictions="truth"), agent=Agent.CANDIDATE)
+    ran = engine.run_script(
+        Step(Phase.SEARCH).at("x"), scripted(0.8, "few rows", predictions="truth"), agent=Agent.CANDIDATE
+    )
     node = store.get_node(ran.node_id or 0)
     assert node is not None and node.status == NodeStatus.DONE
     assert ran.score == 0.8 and node.info["score_source"] == "printed"
     [warning] = [e.message for e in events if e.type == EventType.WARNING]
-    assert warning.startswith("score not verified: val_predictions.csv cannot be scored: its rows are not the split's")
+    assert warning.startswith(
+        "score not verified: val_predictions.csv cannot be scored: its rows are not the split's"
+    )
 
 
 def test_a_timeout_tells_the_debugger_how_long_and_what_it_printed() -> None:

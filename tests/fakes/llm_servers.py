@@ -84,8 +84,14 @@ def _context_error(prompt: int, limit: int, wanted: int) -> Reply:
 # Each fault turns the reply the fake would have sent (``answer``) into what a real provider sends.
 FAULTS: dict[str, Callable[[str, int, int], list[Reply]]] = {
     "think": lambda answer, prompt, wanted: [Reply(DECOY + answer)],
-    "429": lambda answer, prompt, wanted: [error(429, "Rate limit reached", **{"Retry-After": "0.05"}), Reply(answer)],
-    "429-ms": lambda answer, prompt, wanted: [error(429, "Slow down", **{"retry-after-ms": "40"}), Reply(answer)],
+    "429": lambda answer, prompt, wanted: [
+        error(429, "Rate limit reached", **{"Retry-After": "0.05"}),
+        Reply(answer),
+    ],
+    "429-ms": lambda answer, prompt, wanted: [
+        error(429, "Slow down", **{"retry-after-ms": "40"}),
+        Reply(answer),
+    ],
     "429-storm": lambda answer, prompt, wanted: [*[error(429, "Too many requests")] * 4, Reply(answer)],
     "gemini-429": lambda answer, prompt, wanted: [
         Reply(
@@ -96,7 +102,9 @@ FAULTS: dict[str, Callable[[str, int, int], list[Reply]]] = {
                         "code": 429,
                         "message": "Resource has been exhausted (e.g. check quota).",
                         "status": "RESOURCE_EXHAUSTED",
-                        "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.05s"}],
+                        "details": [
+                            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.05s"}
+                        ],
                     }
                 }
             ],
@@ -106,7 +114,10 @@ FAULTS: dict[str, Callable[[str, int, int], list[Reply]]] = {
     "500": lambda answer, prompt, wanted: [error(500, "The server had an error"), error(503), Reply(answer)],
     "529": lambda answer, prompt, wanted: [error(529, "Overloaded"), Reply(answer)],
     # The window is a little short of prompt + max_tokens: the client must ask for a shorter answer.
-    "context": lambda answer, prompt, wanted: [_context_error(prompt, prompt + wanted - 1, wanted), Reply(answer)],
+    "context": lambda answer, prompt, wanted: [
+        _context_error(prompt, prompt + wanted - 1, wanted),
+        Reply(answer),
+    ],
     "cut": lambda answer, prompt, wanted: [Reply(answer[: max(1, len(answer) // 2)], finish="length")],
     "empty": lambda answer, prompt, wanted: [Reply(""), Reply(answer)],
     "null": lambda answer, prompt, wanted: [Reply(None), Reply(answer)],
@@ -296,7 +307,9 @@ def make_openai_app(fake: FakeLLM) -> FastAPI:
         if reply.status != 200:
             if reply.error_body is not None:
                 return JSONResponse(reply.error_body, status_code=reply.status, headers=reply.headers)
-            kind = {429: "rate_limit_exceeded", 400: "invalid_request_error"}.get(reply.status, "server_error")
+            kind = {429: "rate_limit_exceeded", 400: "invalid_request_error"}.get(
+                reply.status, "server_error"
+            )
             return err(reply.status, reply.error_message, kind, reply.headers)
         message: dict[str, Any] = {"role": "assistant", "content": reply.text}
         if reply.refusal is not None:
@@ -358,7 +371,9 @@ def make_anthropic_app(fake: FakeLLM) -> FastAPI:
         system = _content_text(body.get("system"))
         # The scripted model reads the system prompt like any other message.
         as_chat = ([{"role": "system", "content": system}] if system else []) + body["messages"]
-        reply = fake.next_reply({**body, "messages": as_chat}, dict(request.headers), int(body.get("max_tokens", 0)))
+        reply = fake.next_reply(
+            {**body, "messages": as_chat}, dict(request.headers), int(body.get("max_tokens", 0))
+        )
         if reply.status != 200:
             if reply.error_body is not None:
                 return JSONResponse(reply.error_body, status_code=reply.status, headers=reply.headers)
@@ -366,7 +381,9 @@ def make_anthropic_app(fake: FakeLLM) -> FastAPI:
                 reply.status, "api_error"
             )
             return err(reply.status, kind, reply.error_message, reply.headers)
-        content = [{"type": "thinking", "thinking": reply.reasoning, "signature": "x"}] if reply.reasoning else []
+        content = (
+            [{"type": "thinking", "thinking": reply.reasoning, "signature": "x"}] if reply.reasoning else []
+        )
         if reply.text:
             content.append({"type": "text", "text": reply.text})
         stop = {"length": "max_tokens", "refusal": "refusal"}.get(reply.finish, "end_turn")
@@ -427,9 +444,13 @@ def make_ollama_app(fake: FakeLLM) -> FastAPI:
                 break
             kept.insert(0, {**message, "content": text[-budget:]})
             budget -= len(text)
-        reply = fake.next_reply({**body, "messages": kept}, dict(request.headers), int(options.get("num_predict", 0)))
+        reply = fake.next_reply(
+            {**body, "messages": kept}, dict(request.headers), int(options.get("num_predict", 0))
+        )
         if reply.status != 200:
-            return JSONResponse({"error": reply.error_message}, status_code=reply.status, headers=reply.headers)
+            return JSONResponse(
+                {"error": reply.error_message}, status_code=reply.status, headers=reply.headers
+            )
         return {
             "model": body.get("model"),
             "created_at": "2026-01-01T00:00:00Z",

@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fakes.competition import make_clean_competition  # noqa: E402
 from fakes.llm_servers import FakeLLM, make_anthropic_app, make_openai_app  # noqa: E402
 from fakes.server import serve  # noqa: E402
-
 from mlestar.store import NodeStatus, RunStore  # noqa: E402
 
 # Small loops (M=2, L=2, T=1, K=1, R=1): every phase and both tracks, in well under a minute.
@@ -70,7 +69,9 @@ def llm_run(
     if not competition.exists():
         make_clean_competition(competition, kind=kind, n_rows=300)
     fake = FakeLLM(responder=responder, faults=dict(faults or {}))
-    app, suffix = (make_anthropic_app(fake), "") if provider == "anthropic" else (make_openai_app(fake), "/v1")
+    app, suffix = (
+        (make_anthropic_app(fake), "") if provider == "anthropic" else (make_openai_app(fake), "/v1")
+    )
     spec = "anthropic:claude-sonnet-4-5" if provider == "anthropic" else f"{provider}:fake"
     with serve(app) as server:
         result = mlestar.run(

@@ -131,11 +131,13 @@ class Recorder:
 
 def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from fakes.llm_servers import FakeLLM, make_openai_app
-
     import uvicorn
 
-    parser = argparse.ArgumentParser(description="Serve a recorded conversation as an OpenAI-compatible endpoint.")
+    from fakes.llm_servers import FakeLLM, make_openai_app
+
+    parser = argparse.ArgumentParser(
+        description="Serve a recorded conversation as an OpenAI-compatible endpoint."
+    )
     parser.add_argument("--dir", required=True, type=Path)
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args(argv)

@@ -229,9 +229,12 @@ def render_script(facts: Facts, spec: dict[str, Any], *, mode: str = "dev", abla
         "    if save:",
         "        # the fold-0 predictions the pipeline scores again",
         "        os.makedirs('./final', exist_ok=True)",
-        f"        {'saved = pred' if regression or scores_proba(facts) else 'saved = np.where(pred > 0.5, positive, negative)'}",
+        "        saved = pred"
+        if regression or scores_proba(facts)
+        else "        saved = np.where(pred > 0.5, positive, negative)",
         "        rows = train.loc[valid_rows, '_row'].to_numpy()",
-        "        pd.DataFrame({'row': rows, TARGET: saved}).to_csv('./final/val_predictions.csv', index=False)",
+        "        frame = pd.DataFrame({'row': rows, TARGET: saved})",
+        "        frame.to_csv('./final/val_predictions.csv', index=False)",
         "    return score_of(y_all[valid_rows], pred)",
         "",
         "",

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 MIN_ANSWER_TOKENS = 1024  # a request that leaves less room than this for the answer is not sent
 CONTEXT_SAFETY = 0.95  # token counts are estimates: keep a margin below the window
 
+
 @dataclass(frozen=True)
 class LLMResponse:
     text: str
@@ -96,7 +97,9 @@ CONTINUE_PROMPT = (
 )
 
 
-def continuation_messages(spec: ModelSpec, messages: list[Message], answer: str, *, thinking: bool) -> list[Message]:
+def continuation_messages(
+    spec: ModelSpec, messages: list[Message], answer: str, *, thinking: bool
+) -> list[Message]:
     """The conversation that asks for the rest of ``answer``.
 
     Claude continues a prefilled answer directly (except while thinking, where prefill is not
@@ -197,7 +200,9 @@ class LLMClient:
 
     def preflight(self) -> None:
         """Resolve keys and endpoints of every configured model now, so a missing key fails at start."""
-        specs = {parse_spec(spec) for spec in {self.settings.llm or "", *self.settings.llm_agent_models.values()}}
+        specs = {
+            parse_spec(spec) for spec in {self.settings.llm or "", *self.settings.llm_agent_models.values()}
+        }
         if self.settings.llm_cache_mode == "replay":
             return
         for spec in specs:
@@ -207,7 +212,9 @@ class LLMClient:
     def reasoning_for(self, spec: ModelSpec) -> Reasoning | None:
         """The reasoning a request asks for: the effort setting, and a thinking budget where it is used."""
         effort = self.settings.llm_reasoning_effort
-        thinks = is_reasoning_model(spec.model) or (spec.provider == "anthropic" and effort not in (None, "none"))
+        thinks = is_reasoning_model(spec.model) or (
+            spec.provider == "anthropic" and effort not in (None, "none")
+        )
         if not thinks and effort is None:
             return None
         budget = self.settings.llm_reasoning_tokens if thinks and effort != "none" else 0
@@ -285,7 +292,14 @@ class LLMClient:
         except LLMError as exc:
             cost = self._spend(spec, tally)
             self._record(
-                agent, spec, key, tally.prompt, tally.completion, cost, time.monotonic() - started, error=str(exc)
+                agent,
+                spec,
+                key,
+                tally.prompt,
+                tally.completion,
+                cost,
+                time.monotonic() - started,
+                error=str(exc),
             )
             raise
         latency = time.monotonic() - started
@@ -324,7 +338,9 @@ class LLMClient:
         )
 
     # -- one answer: continuations, caps, retries ------------------------------------------------
-    def _generate(self, spec: ModelSpec, messages: list[Message], params: dict[str, Any], tally: _Tally) -> str:
+    def _generate(
+        self, spec: ModelSpec, messages: list[Message], params: dict[str, Any], tally: _Tally
+    ) -> str:
         """The whole answer: sent, retried, continued while it is cut off; thinking stripped."""
         reasoning = self.reasoning_for(spec)
         limit = params["max_tokens"] + (reasoning.budget_tokens if reasoning else 0)
@@ -356,7 +372,9 @@ class LLMClient:
             conversation = continuation_messages(spec, messages, answer, thinking=bool(reasoning))
         log.warning("%s: the answer was still cut off after %d continuations", spec, tally.continuations)
         if not answer.strip():
-            raise NoAnswer(f"{spec}: the answer was cut off before any text (only thinking); raise llm_max_tokens")
+            raise NoAnswer(
+                f"{spec}: the answer was cut off before any text (only thinking); raise llm_max_tokens"
+            )
         return answer
 
     def _raised_limit(self, spec: ModelSpec, limit: int, window: int | None, messages: list[Message]) -> int:
@@ -387,7 +405,9 @@ class LLMClient:
         lowered = False
         while True:
             try:
-                completion = backend.complete(messages, temperature=temperature, max_tokens=limit, reasoning=reasoning)
+                completion = backend.complete(
+                    messages, temperature=temperature, max_tokens=limit, reasoning=reasoning
+                )
             except TransientError as exc:
                 if exc.kind == "rate_limit":
                     patience = self.settings.llm_rate_limit_wait_s - rate_waited

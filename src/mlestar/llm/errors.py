@@ -62,7 +62,9 @@ class ContextTooLong(RequestRejected):
     ``prompt_tokens`` the size of the prompt as counted by the server or estimated by the client.
     """
 
-    def __init__(self, message: str, limit_tokens: int | None = None, prompt_tokens: int | None = None) -> None:
+    def __init__(
+        self, message: str, limit_tokens: int | None = None, prompt_tokens: int | None = None
+    ) -> None:
         super().__init__(message)
         self.limit_tokens = limit_tokens
         self.prompt_tokens = prompt_tokens

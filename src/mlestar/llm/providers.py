@@ -157,7 +157,12 @@ class Backend(Protocol):
     base_url: str
 
     def complete(
-        self, messages: list[Message], *, temperature: float, max_tokens: int, reasoning: Reasoning | None = None
+        self,
+        messages: list[Message],
+        *,
+        temperature: float,
+        max_tokens: int,
+        reasoning: Reasoning | None = None,
     ) -> Completion: ...
 
     def context_window(self) -> int | None:
@@ -165,7 +170,9 @@ class Backend(Protocol):
         ...
 
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?\s*$")
+_DURATION = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?\s*$"
+)
 
 
 def _seconds(text: str) -> float | None:
@@ -286,7 +293,8 @@ _CONTEXT_PROMPT = (
 _OUTPUT_CAP = (
     r"supports at most (\d+) completion tokens",
     r"max_tokens: \d+ > (\d+), which is the maximum",
-    r"max_(?:completion_)?tokens[^.]{0,60}?(?:less than or equal to|at most|<=|maximum(?: value)? (?:is|of)) ?(\d+)",
+    r"max_(?:completion_)?tokens[^.]{0,60}?"
+    r"(?:less than or equal to|at most|<=|maximum(?: value)? (?:is|of)) ?(\d+)",
 )
 
 
@@ -384,7 +392,12 @@ class OpenAIBackend(_SDKBackend):
         return self.spec.provider == "openai" and name.startswith(("o1", "o3", "o4", "gpt-5"))
 
     def complete(
-        self, messages: list[Message], *, temperature: float, max_tokens: int, reasoning: Reasoning | None = None
+        self,
+        messages: list[Message],
+        *,
+        temperature: float,
+        max_tokens: int,
+        reasoning: Reasoning | None = None,
     ) -> Completion:
         params: dict[str, Any] = {"model": self.spec.model, "messages": messages}
         if self._openai_reasoning_model():
@@ -412,7 +425,9 @@ class OpenAIBackend(_SDKBackend):
             finish = "refusal"
         usage = getattr(response, "usage", None)
         details = getattr(usage, "prompt_tokens_details", None) if usage else None
-        cached = getattr(details, "cached_tokens", None) or getattr(usage, "prompt_cache_hit_tokens", None) or 0
+        cached = (
+            getattr(details, "cached_tokens", None) or getattr(usage, "prompt_cache_hit_tokens", None) or 0
+        )
         return Completion(
             text=message.content or "",
             prompt_tokens=getattr(usage, "prompt_tokens", None) if usage else None,
@@ -423,7 +438,7 @@ class OpenAIBackend(_SDKBackend):
         )
 
     def context_window(self) -> int | None:
-        """vLLM lists ``max_model_len`` (others ``context_length``) with its models; hosted APIs say nothing."""
+        """vLLM lists ``max_model_len`` (others ``context_length``) with its models; hosted APIs do not."""
         if self.spec.info.hosted:
             return None
         try:
@@ -462,7 +477,12 @@ class AnthropicBackend(_SDKBackend):
         self._takes_temperature = "temperature" in inspect.signature(self._client.messages.create).parameters
 
     def complete(
-        self, messages: list[Message], *, temperature: float, max_tokens: int, reasoning: Reasoning | None = None
+        self,
+        messages: list[Message],
+        *,
+        temperature: float,
+        max_tokens: int,
+        reasoning: Reasoning | None = None,
     ) -> Completion:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         chat = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
@@ -470,7 +490,9 @@ class AnthropicBackend(_SDKBackend):
             # A continuation: Claude goes on from the end of this (prefilled) answer.
             chat[-1] = {"role": "assistant", "content": chat[-1]["content"].rstrip()}
         params: dict[str, Any] = {"model": self.spec.model, "messages": chat, "max_tokens": max_tokens}
-        thinking = reasoning is not None and reasoning.budget_tokens > 0 and reasoning.effort not in (None, "none")
+        thinking = (
+            reasoning is not None and reasoning.budget_tokens > 0 and reasoning.effort not in (None, "none")
+        )
         if thinking:
             assert reasoning is not None
             budget = max(1024, min(reasoning.budget_tokens, max_tokens - 1024))
@@ -540,7 +562,9 @@ class OllamaBackend(_SDKBackend):
                 raise ServerUnreachable(
                     f"cannot reach ollama at {self.base_url} (connection refused); is `ollama serve` running?"
                 ) from None
-            raise TransientError(f"{self.spec}: connection to {self.base_url} failed", kind="connection") from None
+            raise TransientError(
+                f"{self.spec}: connection to {self.base_url} failed", kind="connection"
+            ) from None
         try:
             payload = response.json()
         except ValueError:
@@ -565,13 +589,22 @@ class OllamaBackend(_SDKBackend):
         return self._num_ctx
 
     def complete(
-        self, messages: list[Message], *, temperature: float, max_tokens: int, reasoning: Reasoning | None = None
+        self,
+        messages: list[Message],
+        *,
+        temperature: float,
+        max_tokens: int,
+        reasoning: Reasoning | None = None,
     ) -> Completion:
         body: dict[str, Any] = {
             "model": self.spec.model,
             "messages": messages,
             "stream": False,
-            "options": {"num_ctx": self.context_window(), "num_predict": max_tokens, "temperature": temperature},
+            "options": {
+                "num_ctx": self.context_window(),
+                "num_predict": max_tokens,
+                "temperature": temperature,
+            },
         }
         if reasoning is not None and reasoning.effort:
             body["think"] = reasoning.effort != "none"

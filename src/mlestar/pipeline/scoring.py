@@ -52,7 +52,9 @@ class Rescorer:
         """``row``, ``fold``, ``dev`` and the target columns, for rows that have a target."""
         with self._lock:
             if self._truth is None:
-                train = read_table(self.task.data_path(self.task.train_file), usecols=self.task.target_columns)
+                train = read_table(
+                    self.task.data_path(self.task.train_file), usecols=self.task.target_columns
+                )
                 folds = pd.read_csv(self.folds_path).sort_values("row").reset_index(drop=True)
                 truth = pd.concat([folds[["row", "fold", "dev"]], train.reset_index(drop=True)], axis=1)
                 self._truth = truth[truth[self.task.target_columns].notna().all(axis=1)]

@@ -31,10 +31,14 @@ class NotSkippable(Exception):
 
 def skipped_value(returns: Any, reason: str) -> Any:
     """The stand-in for a result of type ``returns`` when its step failed with ``reason``."""
-    if typing.get_origin(returns) in (typing.Union, types.UnionType) and type(None) in typing.get_args(returns):
+    if typing.get_origin(returns) in (typing.Union, types.UnionType) and type(None) in typing.get_args(
+        returns
+    ):
         return None
     if returns is Script:
-        code = f"raise RuntimeError({f'the LLM step that should have written this script failed: {reason}'!r})\n"
+        code = (
+            f"raise RuntimeError({f'the LLM step that should have written this script failed: {reason}'!r})\n"
+        )
         return Script(code=code, label="failed LLM step", info={SKIPPED: reason})
     if returns is LeakageReport:
         return LeakageReport(leak=False, reason=f"not checked: {reason}")

@@ -33,5 +33,6 @@ model.fit(train.loc[fit_rows, features], train.loc[fit_rows, "target"])
 pred = model.predict_proba(train.loc[valid_rows, features])[:, 1]
 score = roc_auc_score(train.loc[valid_rows, "target"], pred)
 os.makedirs("./final", exist_ok=True)
-pd.DataFrame({"row": train.loc[valid_rows, "row"], "target": pred}).to_csv("./final/val_predictions.csv", index=False)
+predictions = pd.DataFrame({"row": train.loc[valid_rows, "row"], "target": pred})
+predictions.to_csv("./final/val_predictions.csv", index=False)
 print(f"Final Validation Performance: {score}")

@@ -203,7 +203,9 @@ class LLMBrain:
                 if budget is not None and target >= budget:
                     target = int(budget * 0.8)  # the last fit was not enough: cut deeper
                 budget = target
-                log.warning("%s: a prompt of about %d tokens did not fit; fitting it to %d", role, sent, budget)
+                log.warning(
+                    "%s: a prompt of about %d tokens did not fit; fitting it to %d", role, sent, budget
+                )
         assert failure is not None
         raise failure
 
@@ -425,7 +427,12 @@ class LLMBrain:
         )
         if block is None:
             fixed = self._script(
-                ctx, "leakage_fixer", variables, mode="dev", label=label, predictions=_saves_predictions(script.code)
+                ctx,
+                "leakage_fixer",
+                variables,
+                mode="dev",
+                label=label,
+                predictions=_saves_predictions(script.code),
             )
             return fixed or script
         new_code = self._rewrite_block(ctx, "leakage_fixer", variables, script.code, block)
@@ -475,7 +482,12 @@ class LLMBrain:
             previous=previous,
         )
         ablation = self._script(
-            ctx, "ablation", variables, mode="dev", label=f"ablation of {script.script.label}", predictions=False
+            ctx,
+            "ablation",
+            variables,
+            mode="dev",
+            label=f"ablation of {script.script.label}",
+            predictions=False,
         )
         return ablation or self._failing_script("ablation", "the model wrote no ablation script")
 
@@ -596,7 +608,9 @@ class LLMBrain:
         located = locate_block(script.code, block)
         if located is None:
             raise BlockNotFound("the block to refine is not a verbatim part of the script")
-        variables = self._vars(ctx, code=script.code, code_wall_s=script.wall_s, block=located, plan=plan.text)
+        variables = self._vars(
+            ctx, code=script.code, code_wall_s=script.wall_s, block=located, plan=plan.text
+        )
         new_code = self._rewrite_block(ctx, "coder", variables, script.code, located)
         if new_code is None:
             return self._failing_script(script.label, "the model gave no usable rewrite of the block")

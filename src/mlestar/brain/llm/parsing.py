@@ -205,11 +205,13 @@ def contract_issues(
         issues.append("it has a try/except that silently swallows errors (bare except or except: pass)")
     if not _names_file(tree, FOLDS_NAME) and FOLDS_NAME not in code:
         issues.append(
-            f"it does not read ./input/{FOLDS_NAME}; use that split (fold 0 = validation), never make your own"
+            f"it does not read ./input/{FOLDS_NAME}; use that split (fold 0 = validation), "
+            "never make your own"
         )
     if predictions and VAL_PREDICTIONS_NAME not in code:
         issues.append(
-            f"it does not save its fold-0 predictions as ./{FINAL_DIR}/{VAL_PREDICTIONS_NAME} (row + prediction columns)"
+            f"it does not save its fold-0 predictions as ./{FINAL_DIR}/{VAL_PREDICTIONS_NAME} "
+            "(row + prediction columns)"
         )
     if mode == "dev":
         if not _uses_dev_rows(tree):

@@ -20,8 +20,25 @@ _PRIORITIES: tuple[tuple[int, tuple[str, ...]], ...] = (
     (4, ("submission", "format", "output")),
     (3, ("data", "dataset", "file", "column", "field", "feature", "input")),
     (2, ("description", "overview", "task", "goal", "background", "problem", "introduction", "summary")),
-    (0, ("timeline", "prize", "citation", "acknowledg", "rule", "kernel", "code requirement", "faq",
-         "leaderboard", "about", "license", "contact", "sponsor", "host")),
+    (
+        0,
+        (
+            "timeline",
+            "prize",
+            "citation",
+            "acknowledg",
+            "rule",
+            "kernel",
+            "code requirement",
+            "faq",
+            "leaderboard",
+            "about",
+            "license",
+            "contact",
+            "sponsor",
+            "host",
+        ),
+    ),
 )
 _DEFAULT_PRIORITY = 1
 
