@@ -4,6 +4,7 @@ the run, resumable, with one line saying why; scores come from the scripts' save
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -84,12 +85,11 @@ def test_llm_failures_in_a_row_stop_the_run_which_resumes_later(tmp_path: Path, 
     executor = ScriptedExecutor()
     result = execute(store, brain=FlakyBrain({"write_ablation": 99, "extract_block": 99}), executor=executor)
     assert result.status == RunStatus.STOPPED and result.stop_reason == "llm"
-    assert result.stop_detail == f"3 LLM steps failed in a row (last: {STORM})"
+    # Both tracks fail at once, so the third failure may be followed by a fourth before the stop.
+    detail = re.fullmatch(r"(\d) LLM steps failed in a row \(last: (.*)\)", result.stop_detail or "")
+    assert detail is not None and int(detail.group(1)) in (3, 4) and detail.group(2) == STORM
     [stopped] = store.events(types=[EventType.RUN_STOPPED])
-    assert (
-        stopped.message.startswith("paused: 3 LLM steps failed in a row")
-        and "mlestar resume r" in stopped.message
-    )
+    assert stopped.message == f"paused: {result.stop_detail}; continue with `mlestar resume r`"
     assert "\n" not in stopped.message and result.submission_path is not None  # phase 1's submission stays
     runs_before = sum(executor.runs.values())
     store.close()

@@ -173,7 +173,10 @@ class Engine:
                 return skipped_value(returns, str(exc))
             except NotSkippable:
                 why = f"the {step.path} step cannot be skipped ({exc})"
-        self.pause_reason = why
+        with self._failures_lock:
+            # Tracks fail in parallel: the first reason to stop is the one the user reads.
+            if self.pause_reason is None:
+                self.pause_reason = why
         self.stop_requested.set()
         self.executor.cancel_all()
         raise RunPaused(why)
