@@ -36,13 +36,36 @@ from mlestar.exec.models import ExecResult, ScriptJob
 PREFIX = "# scripted: "
 
 
+# Fold-0 predictions a script saves: the true target, its opposite, or a constant (tiny binary tasks).
+PREDICTIONS = {"truth": "y", "inverted": "1 - y", "constant": "y * 0 + 0.5"}
+_SAVE_PREDICTIONS = """import pandas as pd
+folds = pd.read_csv({folds!r})
+rows = folds.loc[(folds["fold"] == 0) & (folds["dev"] == 1), "row"].to_numpy()
+y = pd.read_csv({train!r})["target"].to_numpy()[rows]
+pd.DataFrame({{"row": rows, "target": {pred}}}).to_csv({out!r}, index=False)
+"""
+
+
+def save_predictions(how: str, folder: str = "") -> str:
+    """Python source saving fold-0 predictions ``how`` (paths relative to ``folder``, else the script's)."""
+    return _SAVE_PREDICTIONS.format(
+        folds=f"{folder}{contract.INPUT_DIR}/{contract.FOLDS_NAME}",
+        train=f"{folder}{contract.INPUT_DIR}/train.csv",
+        pred=PREDICTIONS[how],
+        out=f"{folder}{contract.FINAL_DIR}/{contract.VAL_PREDICTIONS_NAME}",
+    )
+
+
 def scripted(score: float | None, label: str, **behaviour: Any) -> Script:
     """A script that scores ``score`` (None: prints no score), with extra ``behaviour``: ``fail`` (an
-    error message), ``ablation`` (``{component: score}`` result lines)."""
+    error message), ``ablation`` (``{component: score}`` result lines), ``predictions`` (saves fold-0
+    predictions, one of ``PREDICTIONS``, whatever score it prints)."""
     spec = {"score": score, "label": label, **behaviour}
     lines = [f"{PREFIX}{json.dumps(spec, sort_keys=True)}", "import os, shutil", f"print({label!r})"]
     if spec.get("fail"):
         lines.append(f"raise RuntimeError({spec['fail']!r})")
+    if spec.get("predictions"):
+        lines.append(save_predictions(spec["predictions"]).rstrip("\n"))
     for name, value in (spec.get("ablation") or {}).items():
         lines.append(f"print('ABLATION {name}: {value}')")
     sample = f"{contract.INPUT_DIR}/sample_submission.csv"
@@ -91,6 +114,8 @@ class ScriptedExecutor:
                 wall_s=0.01,
                 executor="scripted",
             )
+        if spec.get("predictions"):
+            exec(save_predictions(spec["predictions"], f"{job.workdir}/"), {})  # noqa: S102 - our own code
         sample = job.workdir / contract.INPUT_DIR / "sample_submission.csv"
         if sample.exists():  # a final run sees the sample submission: hand in a copy of it
             shutil.copyfile(sample, job.workdir / contract.FINAL_DIR / contract.SUBMISSION_NAME)

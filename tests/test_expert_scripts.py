@@ -18,6 +18,8 @@ from mlestar.brain.expert.solution import new_spec, spec_of
 from mlestar.brain.expert.templating import TEMPLATE_DIR
 from mlestar.brain.protocol import BlockNotFound, Brain, ModelCard, ScoredScript, Script, replace_block
 from mlestar.core.contract import find_blocks
+from mlestar.metrics import get_metric
+from mlestar.pipeline.scoring import Rescorer
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +62,10 @@ def test_candidate_runs_in_dev_and_final_mode(tasks, brain, tmp_path, kind, card
     folds = pd.read_csv(fx.dev / "folds.csv")
     # The fixtures are small tables, so every development row is scored out of fold.
     assert sorted(val["row"]) == sorted(folds.loc[folds["dev"] == 1, "row"])
+    # The pipeline scores the saved predictions again with the run's metric: the same score.
+    rescorer = Rescorer(fx.task, get_metric(fx.task.metric), fx.dev / "folds.csv")
+    saved = tmp_path / "dev" / "final" / "val_predictions.csv"
+    assert rescorer.score_file(saved, final=False) == pytest.approx(score, rel=1e-6)
 
     final_script = brain.write_submission(fx.ctx, script)
     assert re.findall(r"^FINAL_MODE = (\w+)", final_script.code, re.MULTILINE) == ["True"]

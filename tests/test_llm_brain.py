@@ -74,7 +74,6 @@ def test_every_prompt_carries_the_task_data_report_and_contract(
     openai_fake: Endpoint, ctx: BrainContext
 ) -> None:
     brain = brain_for(openai_fake)
-    code_roles = set(ROLES) - {"summarizer", "retriever", "ablation_summarizer"}
     variables = brain._vars(
         ctx,
         summary="s",
@@ -99,16 +98,26 @@ def test_every_prompt_carries_the_task_data_report_and_contract(
         solutions=[],
         error="E",
     )
+    systems = set()
     for role in ROLES:
-        text = brain.prompts.render(role, variables)[1]["content"]
-        assert text.startswith(f"[mlestar agent: {role}]")
-        assert "Target column(s): target" in text and "x3: float64" in text  # task and data profile
-        if role in code_roles:
-            assert "Final Validation Performance" in text and "./input/folds.csv" in text
-            assert "Fold 0 is the validation set" in text
-    final = brain.prompts.render("submission", brain._vars(ctx, mode="final", code=BASE))[1]["content"]
+        system, user = (m["content"] for m in brain.prompts.render(role, variables))
+        systems.add(system)
+        # The shared part (task, data profile, contract, metric code) is the system message; the
+        # role's own request comes last, so providers' prompt caches serve the shared prefix.
+        assert user.startswith(f"[mlestar agent: {role}]") and "[mlestar agent:" not in system
+        assert "Target column(s): target" in system and "x3: float64" in system  # task and data profile
+        assert "Final Validation Performance" in system and "./input/folds.csv" in system
+        assert "Fold 0 is the validation set" in system and "def metric_score(y_true, y_pred):" in system
+        assert "./final/val_predictions.csv" in system
+        assert "Target column(s)" not in user and "def metric_score" not in user
+    assert len(systems) == 1  # every development role shares it, character for character
+    final = "".join(
+        m["content"] for m in brain.prompts.render("submission", brain._vars(ctx, mode="final", code=BASE))
+    )
     assert "./final/submission.csv" in final and "./input/test.csv" in final
-    dev = brain.prompts.render("candidate", brain._vars(ctx, card=ModelCard(name="RF")))[1]["content"]
+    dev = "".join(
+        m["content"] for m in brain.prompts.render("candidate", brain._vars(ctx, card=ModelCard(name="RF")))
+    )
     assert "dev == 1" in dev and "Do not read the test file" in dev
     assert "complete script in one ```python block" in dev
     coder = brain.prompts.render("coder", variables)[1]["content"]
@@ -118,7 +127,7 @@ def test_every_prompt_carries_the_task_data_report_and_contract(
 def test_candidate_from_fences_and_prose(openai_fake: Endpoint, store: RunStore, ctx: BrainContext) -> None:
     openai_fake.fake.queue(answer("candidate_prose.md"))
     script = brain_for(openai_fake, store).write_candidate(ctx, ModelCard(name="Random forest"))
-    assert script.code.startswith("import numpy as np") and "A few notes" not in script.code
+    assert script.code.startswith("import os\n\nimport numpy as np") and "A few notes" not in script.code
     assert script.code.rstrip().endswith('print(f"Final Validation Performance: {score}")')
     assert script.label == "Random forest" and openai_fake.fake.count == 1
     assert [c.agent for c in store.llm_calls()] == ["candidate"]

@@ -196,7 +196,8 @@ def test_anthropic_messages_usage_and_retry(
     assert (response.prompt_tokens, response.completion_tokens) == (1000, 100)
     assert response.cost_usd == pytest.approx((1000 * 3 + 100 * 15) / 1e6)
     body = anthropic_fake.fake.requests[-1]
-    assert body["system"] == "Be brief."  # system prompt travels in Anthropic's own field
+    # The system prompt travels in Anthropic's own field, marked for its prompt cache.
+    assert body["system"] == [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
     headers = body["_headers"]
     assert "sk-ant-test" in (
         headers.get("x-api-key", ""),
@@ -211,9 +212,15 @@ def test_openai_reasoning_models_get_their_parameters(
     openai_fake: Endpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
-    llm_client(fast_settings(openai_fake.url, spec="openai:o3")).complete(HELLO, max_tokens=100)
+    llm_client(fast_settings(openai_fake.url, spec="openai:o3", llm_reasoning_tokens=900)).complete(
+        HELLO, max_tokens=100
+    )
     body = openai_fake.fake.requests[-1]
-    assert body["max_completion_tokens"] == 100 and "temperature" not in body and "max_tokens" not in body
+    # The answer's allowance plus the thinking allowance of a reasoning model.
+    assert body["max_completion_tokens"] == 1000 and "temperature" not in body and "max_tokens" not in body
+    assert "reasoning_effort" not in body  # the provider's default unless the setting asks
+    llm_client(fast_settings(openai_fake.url, spec="openai:o3", llm_reasoning_effort="high")).complete(HELLO)
+    assert openai_fake.fake.requests[-1]["reasoning_effort"] == "high"
     llm_client(fast_settings(openai_fake.url, spec="openai:gpt-4.1")).complete(
         HELLO, max_tokens=100, temperature=0.2
     )
@@ -393,6 +400,7 @@ def test_specs_and_agent_overrides(openai_fake: Endpoint, monkeypatch: pytest.Mo
         2.5,
         "openai-compatible:big",
     )
+    monkeypatch.delenv("MLESTAR_BUDGET_USD")  # these models have no price: no dollar budget for them
 
     client = llm_client(fast_settings(openai_fake.url, llm_agent_models={"coder": "openai-compatible:big"}))
     client.complete(ask("a"), agent="coder")

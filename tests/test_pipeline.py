@@ -50,6 +50,11 @@ def test_run_all_four_phases_and_valid_submission(tiny_binary: Path, tmp_path: P
     assert {"candidate", "ablation", "refine", "submission"} <= agents
     assert store.events(types=[EventType.ABLATION]), "phase 2 must record an ablation study"
     assert store.status == RunStatus.FINISHED
+    # Every score the run selected by is the pipeline's own, from the scripts' saved predictions,
+    # and agrees with what the expert's scripts printed.
+    selected = [n for n in store.nodes() if n.agent != "ablation" and n.status == NodeStatus.DONE]
+    assert selected and {n.info.get("score_source") for n in selected} == {"recomputed"}
+    assert not [e.message for e in store.events(types=[EventType.WARNING]) if "score" in e.message]
     # The submission is valid against the sample and grades well on the private answers.
     result = grade_submission(run_dir / "submission.csv", tiny_binary / "private" / "answers.csv",
                               metric="roc_auc", sample_path=tiny_binary / "sample_submission.csv", id_column="id")

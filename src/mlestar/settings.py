@@ -258,6 +258,47 @@ class Settings(BaseSettings):
         scope="process",
     )
 
+    # -- the LLM path against real providers and models (issue 11) --------------------------------
+    llm_agent_max_tokens: dict[str, int] = setting(
+        dict, "agent role -> most tokens its answer may have, e.g. {planner: 1024}", group="llm"
+    )
+    llm_reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = setting(
+        None,
+        "reasoning effort asked of reasoning models (provider default when unset)",
+        group="llm",
+        flags=("--llm-reasoning-effort",),
+    )
+    llm_reasoning_tokens: int = setting(
+        16_384,
+        "tokens a reasoning model may think, on top of the answer's allowance",
+        group="llm",
+        ge=0,
+    )
+    llm_context_tokens: int | None = setting(
+        None,
+        "the model's context window in tokens (default: asked from vLLM / Ollama where they say)",
+        group="llm",
+        flags=("--llm-context-tokens",),
+        ge=1024,
+    )
+    llm_max_continuations: int = setting(
+        2, "how often a cut-off answer is continued before it is given up", group="llm", ge=0, le=10
+    )
+    llm_rate_limit_wait_s: float = setting(
+        300.0,
+        "how long a rate-limited request keeps retrying, in seconds",
+        group="llm",
+        scope="process",
+        ge=0,
+    )
+    llm_failures_to_pause: int = setting(
+        4,
+        "LLM steps failing in a row after which the run stops itself (resumable)",
+        group="llm",
+        ge=1,
+        le=100,
+    )
+
     # -- where runs live, and the web server -----------------------------------------------------
     runs_dir: Path = setting(
         Path("runs"), "folder holding the runs", group="storage", scope="process", flags=("--runs-dir",)

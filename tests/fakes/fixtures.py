@@ -14,7 +14,7 @@ from mlestar.llm import LLMClient
 from mlestar.settings import Settings
 from mlestar.store.db import RunStore
 
-from .llm_servers import FakeLLM, make_anthropic_app, make_openai_app
+from .llm_servers import FakeLLM, make_anthropic_app, make_ollama_app, make_openai_app
 from .server import serve
 
 # Variables a developer's shell may hold that would change what the tests see.
@@ -84,6 +84,19 @@ def _anthropic_server() -> Iterator[Endpoint]:
 def anthropic_fake(_anthropic_server: Endpoint) -> Endpoint:
     _anthropic_server.fake.reset()
     return _anthropic_server
+
+
+@pytest.fixture(scope="module")
+def _ollama_server() -> Iterator[Endpoint]:
+    fake = FakeLLM()
+    with serve(make_ollama_app(fake)) as server:
+        yield Endpoint(fake, server.url)
+
+
+@pytest.fixture
+def ollama_fake(_ollama_server: Endpoint) -> Endpoint:
+    _ollama_server.fake.reset()
+    return _ollama_server
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ def read_facts(prompt: str) -> Facts:
         facts.sample_file = m.group(1)
     if m := re.search(r"Submission columns: [^\n]*\((\w+)\)", prompt):
         facts.proba = m.group(1) == "proba"
-    if m := re.search(r"using (\d+) CPU thread", prompt):
+    if m := re.search(r"[Uu]se (\d+) CPU thread", prompt):
         facts.threads = int(m.group(1))
     return facts
 
@@ -110,6 +110,11 @@ def read_spec(code: str) -> dict[str, Any]:
     if m := re.search(r"MAX_DEPTH = (\d+)", code):
         spec["max_depth"] = int(m.group(1))
     return spec
+
+
+def scores_proba(facts: Facts) -> bool:
+    name = facts.metric.lower()
+    return not any(word in name for word in ("acc", "f1"))
 
 
 def _metric_code(facts: Facts) -> str:
@@ -163,11 +168,12 @@ def render_script(facts: Facts, spec: dict[str, Any], *, mode: str = "dev", abla
         f'train = pd.read_csv("./input/{facts.train_file}")',
         'folds = pd.read_csv("./input/folds.csv").sort_values("row")',
         'train["_fold"] = folds["fold"].to_numpy()',
+        'train["_row"] = folds["row"].to_numpy()',
     ]
     if mode == "dev":
         lines += ['train = train[folds["dev"].to_numpy() == 1].reset_index(drop=True)']
     lines += [
-        'features = [c for c in train.columns if c not in (TARGET, ID_COLUMN, "_fold")]',
+        'features = [c for c in train.columns if c not in (TARGET, ID_COLUMN, "_fold", "_row")]',
         'fit_rows = train["_fold"] != 0',
         "numeric = [c for c in features if pd.api.types.is_numeric_dtype(train[c])]",
         "medians = {c: train.loc[fit_rows, c].median() for c in numeric}",
@@ -191,6 +197,7 @@ def render_script(facts: Facts, spec: dict[str, Any], *, mode: str = "dev", abla
     else:
         lines += [
             "positive = sorted(train[TARGET].unique())[-1]",
+            "negative = sorted(train[TARGET].unique())[0]",
             "y_all = (train[TARGET] == positive).astype(int)",
         ]
     make = {key: MODELS[key][3 if regression else 2] for key in models}
@@ -210,7 +217,7 @@ def render_script(facts: Facts, spec: dict[str, Any], *, mode: str = "dev", abla
         f"    return {_metric_code(facts)}",
         "",
         "",
-        "def validate(names):",
+        "def validate(names, save=False):",
         '    train_rows, valid_rows = train["_fold"] != 0, train["_fold"] == 0',
         "    X_train, X_valid = prepare(train[train_rows]), prepare(train[valid_rows])",
         "    preds = []",
@@ -218,25 +225,35 @@ def render_script(facts: Facts, spec: dict[str, Any], *, mode: str = "dev", abla
         "        model = make_model(name)",
         "        model.fit(X_train, y_all[train_rows])",
         "        preds.append(predict(model, X_valid))",
-        "    return score_of(y_all[valid_rows], np.mean(preds, axis=0))",
+        "    pred = np.mean(preds, axis=0)",
+        "    if save:",
+        "        # the fold-0 predictions the pipeline scores again",
+        "        os.makedirs('./final', exist_ok=True)",
+        "        saved = pred"
+        if regression or scores_proba(facts)
+        else "        saved = np.where(pred > 0.5, positive, negative)",
+        "        rows = train.loc[valid_rows, '_row'].to_numpy()",
+        "        frame = pd.DataFrame({'row': rows, TARGET: saved})",
+        "        frame.to_csv('./final/val_predictions.csv', index=False)",
+        "    return score_of(y_all[valid_rows], pred)",
         "",
         "",
         f"MODELS = {models!r}",
     ]
     if ablation:
         lines += [
-            "baseline = validate(MODELS)",
+            "baseline = validate(MODELS, save=True)",
             'print(f"Baseline: {baseline}")',
             "for name in MODELS:",
             "    if len(MODELS) > 1:",
             "        rest = [m for m in MODELS if m != name]",
-            '        print(f"Ablation without {name}: {validate(rest)}")',
+            '        print(f"ABLATION without_{name}: {validate(rest)}")',
             "N_ESTIMATORS = max(5, N_ESTIMATORS // 4)",
-            'print(f"Ablation fewer trees: {validate(MODELS)}")',
+            'print(f"ABLATION fewer_trees: {validate(MODELS)}")',
             'print(f"Final Validation Performance: {baseline}")',
         ]
         return "\n".join(lines) + "\n"
-    lines += ["score = validate(MODELS)"]
+    lines += ["score = validate(MODELS, save=True)"]
     if mode == "final":
         lines += [
             "",
@@ -285,8 +302,9 @@ def _fenced(code: str, before: str, after: str = "") -> str:
 
 def respond(messages: list[dict[str, Any]]) -> str:
     role = agent_role(messages)
+    # The facts of the task are in the shared system prompt, the scripts in the request itself.
+    facts = read_facts("\n".join(str(m.get("content", "")) for m in messages))
     prompt = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") != "system")
-    facts = read_facts(prompt)
     scripts = _python_blocks(prompt)
     if role == "summarizer":
         return (
@@ -339,7 +357,7 @@ def respond(messages: list[dict[str, Any]]) -> str:
         baseline = None
         if m := re.search(r"Baseline: ([-\d.eE]+)", output):
             baseline = float(m.group(1))
-        for name, value in re.findall(r"Ablation (.+?): ([-\d.eE]+)", output):
+        for name, value in re.findall(r"ABLATION (\w+): ([-\d.eE]+)", output):
             effects[name] = float(value) - (baseline or 0.0)
         return (
             "```json\n"

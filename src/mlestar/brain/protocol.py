@@ -35,6 +35,7 @@ class BrainContext(BaseModel):
     script_timeout_s: float = 600.0  # how long one script may run; brains should size models for it
     threads: int = 1  # CPU threads a script may use
     gpu: bool = False
+    hardware: str = ""  # the machine in a sentence: cores, memory, GPUs
     available_packages: list[str] = Field(default_factory=list)  # importable ML packages
 
     def for_track(self, track: int) -> BrainContext:
@@ -48,6 +49,7 @@ class Script(BaseModel):
     code: str
     label: str = ""  # short human name: "lightgbm", "merge lightgbm+catboost", ...
     info: dict[str, Any] = Field(default_factory=dict)  # brain-private metadata (template state, ...)
+    wall_s: float | None = None  # how long it took when it last ran (set by the pipeline)
 
     def __fingerprint__(self) -> dict[str, Any]:
         # What a script does is its code; label and info are descriptions of it.

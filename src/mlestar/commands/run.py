@@ -89,6 +89,11 @@ class ProgressView:
 def _print_result(result: Any) -> None:
     style = "green" if result.status == RunStatus.FINISHED else "yellow"
     console.print(f"[{style}]run {result.run_id}: {result.status.value}[/]")
+    if result.stop_detail:
+        console.print(
+            f"[yellow]paused: {result.stop_detail}; continue with `mlestar resume {result.run_id}`[/]",
+            highlight=False,
+        )
     direction = "lower is better" if result.lower_is_better else "higher is better"
     console.print(f"best validation {result.metric}: {result.best_score} ({direction})")
     if result.submission_path:
@@ -151,8 +156,9 @@ def _runs_dir(overrides: dict[str, Any]) -> Path:
 
 def _exit_for(status: RunStatus, stop_reason: str | None) -> None:
     if status == RunStatus.STOPPED:
-        # A budget stop is a normal end (the best submission is there); a user stop is an interrupt.
-        raise typer.Exit(0 if stop_reason == "budget" else 130)
+        # A budget stop is a normal end (the best submission is there); a user stop is an interrupt;
+        # a run that paused itself (its LLM kept failing) is to be tried again later (EX_TEMPFAIL).
+        raise typer.Exit({"budget": 0, "llm": 75}.get(stop_reason or "", 130))
     if status != RunStatus.FINISHED:
         raise typer.Exit(1)
 

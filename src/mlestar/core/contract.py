@@ -158,6 +158,7 @@ def template_globals() -> dict[str, object]:
     return {
         "SCORE_LABEL": SCORE_LABEL,
         "FINAL_FLAG": FINAL_FLAG,
+        "FINAL_DIR": FINAL_DIR,
         "FOLDS_NAME": FOLDS_NAME,
         "SUBMISSION_NAME": SUBMISSION_NAME,
         "VAL_PREDICTIONS_NAME": VAL_PREDICTIONS_NAME,

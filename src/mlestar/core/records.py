@@ -32,6 +32,7 @@ class LLMCallRecord(BaseModel):
     latency_s: float = 0.0
     cached: bool = False
     error: str | None = None
+    cached_prompt_tokens: int = 0  # prompt tokens the provider served from its prompt cache
 
 
 class LLMLedger(Protocol):

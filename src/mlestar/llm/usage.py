@@ -18,6 +18,7 @@ class UsageTotals(BaseModel):
     failed_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # of prompt_tokens, those the provider served from its prompt cache
     cost_usd: float = 0.0  # sum over calls with a known price
     unpriced_calls: int = 0  # calls whose model has no price (tokens counted, cost unknown)
 
@@ -25,15 +26,20 @@ class UsageTotals(BaseModel):
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def cached_share(self) -> float:
+        """The share of prompt tokens the provider served from its prompt cache."""
+        return self.cached_prompt_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
     def add(self, call: LLMCallRecord) -> None:
         self.calls += 1
-        if call.error:
-            self.failed_calls += 1
-            return
         if call.cached:
             self.cached_calls += 1
             return  # a replayed answer costs nothing and used no new tokens
+        if call.error:
+            self.failed_calls += 1  # its tokens (empty answers asked again) were still spent
         self.prompt_tokens += call.prompt_tokens
+        self.cached_prompt_tokens += call.cached_prompt_tokens
         self.completion_tokens += call.completion_tokens
         if call.cost_usd is None:
             self.unpriced_calls += 1

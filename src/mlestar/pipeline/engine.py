@@ -23,15 +23,18 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter
 
 from mlestar.brain.protocol import Brain, BrainContext, ScoredScript, Script
-from mlestar.core.contract import SCRIPT_NAME
+from mlestar.core.contract import FOLDS_NAME, SCRIPT_NAME
 from mlestar.core.events import Event, EventBus, EventType
 from mlestar.core.steps import Agent, Phase, Step
 from mlestar.core.task import Task
 from mlestar.exec.models import ExecLimits, ExecResult, ScriptJob
 from mlestar.exec.pool import Executor
 from mlestar.exec.workspace import prepare_script_dir
+from mlestar.llm.errors import LLMError
 from mlestar.metrics import get_metric
 from mlestar.pipeline.budget import Budget
+from mlestar.pipeline.scoring import PRINTED, RECOMPUTED, Rescorer, ScoreCheck
+from mlestar.pipeline.skipping import SKIPPED, NotSkippable, is_skipped, skipped_value
 from mlestar.settings import Settings
 from mlestar.store import Control, NodeRecord, NodeStatus, RunStatus, RunStore
 
@@ -41,6 +44,11 @@ Validator = Callable[[Path], "str | None"]
 
 class RunStopped(Exception):
     """Raised inside the phases when the user asked the run to stop (CLI Ctrl+C, web UI)."""
+
+
+class RunPaused(RunStopped):
+    """Raised when the run stops itself: LLM steps kept failing, or one failed in a way only the
+    user can fix (a rejected key, a wrong model name). The run stays resumable."""
 
 
 class Engine:
@@ -69,8 +77,12 @@ class Engine:
         self.inputs = inputs  # final? -> the read-only input folder scripts get
         self.hidden = hidden  # final? -> paths scripts must not read
         self.metric = get_metric(task.metric)
+        self.rescorer = Rescorer(task, self.metric, inputs[False] / FOLDS_NAME)
         self.stop_requested = threading.Event()
+        self.pause_reason: str | None = None  # set when the run stops itself (see RunPaused)
         self._best_lock = threading.Lock()
+        self._failures_lock = threading.Lock()
+        self._llm_failures = 0  # LLM steps failed in a row
 
     # -- events and control ----------------------------------------------------------------
     def publish(self, type_: EventType, message: str = "", **fields: Any) -> Event:
@@ -123,11 +135,51 @@ class Engine:
         stored = self.store.memo_get(key)
         if stored is not None:
             return adapter.validate_python(stored["value"])
+        if any(is_skipped(arg) for arg in args):
+            # A step working on what a failed LLM step left behind is skipped as well.
+            return skipped_value(returns, "its input came from a failed LLM step")
         self.checkpoint()
-        with self.bus.scope(phase=step.phase.value, track=step.track, node_id=node_id, step=key):
-            value = role(*args)
+        try:
+            with self.bus.scope(phase=step.phase.value, track=step.track, node_id=node_id, step=key):
+                value = role(*args)
+        except LLMError as exc:
+            return self._llm_step_failed(step, key, returns, exc, node_id)
         self.store.memo_put(key, {"value": adapter.dump_python(value, mode="json")})
+        with self._failures_lock:
+            self._llm_failures = 0
         return value
+
+    def _llm_step_failed(self, step: Step, key: str, returns: Any, exc: LLMError, node_id: int | None) -> Any:
+        """Skip a step whose LLM call failed (nothing is stored, so a resume tries it again), or stop
+        the run when failures keep coming or need the user."""
+        with self._failures_lock:
+            self._llm_failures += 1
+            in_a_row = self._llm_failures
+        self.publish(
+            EventType.WARNING,
+            f"{step.path}: the LLM call failed, step skipped: {exc}",
+            phase=step.phase.value,
+            track=step.track,
+            node_id=node_id,
+            data={"step": key, "llm_error": str(exc), "failures_in_a_row": in_a_row},
+        )
+        why: str | None = None
+        if exc.stops_run:
+            why = str(exc)
+        elif in_a_row >= self.settings.llm_failures_to_pause:
+            why = f"{in_a_row} LLM steps failed in a row (last: {exc})"
+        else:
+            try:
+                return skipped_value(returns, str(exc))
+            except NotSkippable:
+                why = f"the {step.path} step cannot be skipped ({exc})"
+        with self._failures_lock:
+            # Tracks fail in parallel: the first reason to stop is the one the user reads.
+            if self.pause_reason is None:
+                self.pause_reason = why
+        self.stop_requested.set()
+        self.executor.cancel_all()
+        raise RunPaused(why)
 
     def decide(self, step: Step, name: str, take: Callable[[], bool]) -> bool:
         """A decision taken once, at the frontier, and replayed from the store ever after."""
@@ -203,7 +255,9 @@ class Engine:
     def scored_from_node(self, node: NodeRecord) -> ScoredScript:
         code = (self.store.run_dir / node.script_path).read_text()
         return ScoredScript(
-            script=Script(code=code, label=node.label, info=node.info.get("script_info", {})),
+            script=Script(
+                code=code, label=node.label, info=node.info.get("script_info", {}), wall_s=node.wall_s
+            ),
             node_id=node.id,
             score=node.score,
             error=node.error,
@@ -267,25 +321,34 @@ class Engine:
             network=self.settings.network,
         )
         job = ScriptJob(workdir=script_dir, limits=limits, hide=self._hidden(final))
-        try:
-            result: ExecResult = self.executor.submit(job).result()
-        except CancelledError:
-            self.stop_requested.set()
-        if self.stop_requested.is_set():
-            # Killed by the stop itself: leave the node unfinished so a resume runs it again.
-            self.store.update_node(node.id, status=NodeStatus.PENDING)
-            raise RunStopped("stop requested")
-        error = result.error_text() or None
+        skipped = script.info.get(SKIPPED)
+        if skipped:
+            # What a failed LLM step handed on is recorded as a failed script, never run.
+            result = ExecResult(returncode=1, stderr=f"not run: {skipped}", executor="none")
+        else:
+            try:
+                result = self.executor.submit(job).result()
+            except CancelledError:
+                self.stop_requested.set()
+            if self.stop_requested.is_set():
+                # Killed by the stop itself: leave the node unfinished so a resume runs it again.
+                self.store.update_node(node.id, status=NodeStatus.PENDING)
+                raise RunStopped(self.pause_reason or "stop requested")
+            self.budget.record_script(result.wall_s)
+        error = failure_text(result, limits) or None
         if error is None and validator is not None:
             error = validator(script_dir)
-        if error is None and not final and result.score is None:
+        check = self.rescorer.check(script_dir, result.score, final=final) if error is None else None
+        score = check.score if check is not None else None
+        if error is None and not final and score is None:
             error = result.error_text() or "no score"
         ok = error is None
-        self.budget.record_script(result.wall_s)
+        if check is not None:
+            info = {**info, "score_source": check.source, "printed_score": check.printed}
         node = self.store.update_node(
             node.id,
             status=NodeStatus.DONE if ok else NodeStatus.FAILED,
-            score=result.score if ok else None,
+            score=score if ok else None,
             returncode=result.returncode,
             wall_s=result.wall_s,
             peak_memory_mb=result.peak_memory_mb,
@@ -293,7 +356,7 @@ class Engine:
             error=error[-4000:] if error else None,
             info={**info, "executor": result.executor},
         )
-        for warning in result.warnings:
+        for warning in [*result.warnings, *score_warnings(check, agent)]:
             self.publish(EventType.WARNING, warning, phase=phase, track=step.track, node_id=node.id)
         self.publish(
             EventType.SCRIPT_FINISHED,
@@ -305,6 +368,8 @@ class Engine:
                 "agent": agent.value,
                 "label": script.label,
                 "score": node.score,
+                "score_source": check.source if check is not None else None,
+                "printed_score": result.score,
                 "status": node.status.value,
                 "wall_s": result.wall_s,
                 "parents": node.parent_ids,
@@ -312,7 +377,7 @@ class Engine:
             },
         )
         return ScoredScript(
-            script=script,
+            script=script.model_copy(update={"wall_s": result.wall_s}),
             node_id=node.id,
             score=node.score,
             error=node.error,
@@ -399,3 +464,30 @@ class Engine:
 
     def phase_finished(self, phase: Phase, message: str = "", **data: Any) -> None:
         self.publish(EventType.PHASE_FINISHED, message or f"{phase.value} done", phase=phase.value, data=data)
+
+
+def failure_text(result: ExecResult, limits: ExecLimits) -> str:
+    """What went wrong, for the node and the debugger; a timeout says how long the script ran and
+    what it printed last, so the debugger can make it faster."""
+    if not result.timed_out:
+        return result.error_text()
+    parts = [
+        f"The script was killed after {result.wall_s:.0f} s: it ran past its time limit of "
+        f"{limits.timeout_s:.0f} s. Make it faster (it must finish well within the limit)."
+    ]
+    if result.stdout.strip():
+        parts.append("Its last output (stdout):\n" + result.stdout[-1500:])
+    if result.stderr.strip():
+        parts.append("stderr:\n" + result.stderr[-1500:])
+    return "\n".join(parts)
+
+
+def score_warnings(check: ScoreCheck | None, agent: Agent) -> list[str]:
+    """Warnings about a script's score: printed and recomputed disagree, or predictions unusable."""
+    if check is None or not check.problem:
+        return []
+    if check.source == RECOMPUTED:
+        return [f"score disagreement: {check.problem}; the recomputed score is used"]
+    if check.source == PRINTED and agent != Agent.ABLATION and not check.problem.startswith("no "):
+        return [f"score not verified: {check.problem}; the printed score is used"]
+    return []

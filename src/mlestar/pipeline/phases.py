@@ -316,6 +316,8 @@ def refine_track(engine: Engine, track: int, start: ScoredScript) -> ScoredScrip
             returns=BlockPlan,
             node_id=base.node_id,
         )
+        if not block_plan.block.strip():
+            continue  # the extraction's LLM call failed (a warning says so): no block to refine
         refined_blocks.append(block_plan.block)
         history: list[PlanAttempt] = []
         plan: RefinementPlan | None = block_plan.plan

@@ -8,8 +8,11 @@ run, resume  the Python API (``mlestar.run``, ``mlestar.resume``)
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import secrets
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +23,7 @@ from mlestar.brain.protocol import Brain, BrainContext, ScoredScript
 from mlestar.core.events import Event, EventBus, EventType
 from mlestar.core.records import SearchResult
 from mlestar.core.steps import Phase, Step
-from mlestar.core.task import Task
+from mlestar.core.task import ColumnProfile, DataFile, FileRole, Task
 from mlestar.errors import AllCandidatesFailed, BudgetExhausted, MlestarError
 from mlestar.exec.pool import Executor, LocalExecutor
 from mlestar.exec.workspace import build_input_dir
@@ -33,6 +36,7 @@ from mlestar.pipeline.summary import RunResult, finish
 from mlestar.settings import Settings
 from mlestar.store import Control, NodeStatus, RunStatus, RunStore, open_run
 from mlestar.task import load_task
+from mlestar.task.profile import profile_columns, read_table_sample, table_format
 from mlestar.task.views import input_view, private_paths
 
 EventListener = Callable[[Event], None]
@@ -46,27 +50,78 @@ def new_run_id(task_name: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
 
 
-def data_report(task: Task) -> str:
-    """The data profile as text, for brains and the report."""
+def _column_lines(columns: list[ColumnProfile], limit: int) -> list[str]:
     lines = [
-        task.summary(),
-        "",
-        "Columns of the train file (name, dtype, kind, missing share, unique values, examples):",
+        f"- {col.name}: {col.dtype}, {col.kind}, missing {col.missing_share:.1%}, "
+        f"{col.n_unique} unique; e.g. {', '.join(col.examples[:3])}"
+        for col in columns[:limit]
     ]
-    for col in task.columns[:200]:
-        examples = ", ".join(col.examples[:3])
-        lines.append(
-            f"- {col.name}: {col.dtype}, {col.kind}, missing {col.missing_share:.1%}, "
-            f"{col.n_unique} unique; e.g. {examples}"
-        )
-    if len(task.columns) > 200:
-        lines.append(f"... and {len(task.columns) - 200} more columns")
-    lines.append("")
-    lines.append("Files:")
+    if len(columns) > limit:
+        lines.append(f"... and {len(columns) - limit} more columns")
+    return lines
+
+
+def _table_columns(task: Task, file: DataFile) -> list[ColumnProfile]:
+    """The columns of an auxiliary table (profiled from its head when it is large)."""
+    path = task.data_path(file.path)
+    if file.format in ("dir", "other") or table_format(path) is None:
+        return []
+    try:
+        return profile_columns(read_table_sample(path).frame)
+    except MlestarError:
+        return []
+
+
+def data_report(task: Task) -> str:
+    """The data profile as text, for brains and the report: the train file's columns, then every
+    file a script may read, with the columns of auxiliary tables.
+
+    Paths are relative to the input folder and the private answers are not named: what brains
+    read must not point them at anything outside ``./input/``."""
+    lines = [
+        "Columns of the train file (name, dtype, kind, missing share, unique values, examples):",
+        *_column_lines(task.columns, 200),
+        "",
+        "Files in ./input/:",
+    ]
     for file in task.files:
-        shape = f"{file.rows}x{file.columns}" if file.rows is not None else file.format
+        if file.role in (FileRole.ANSWERS, FileRole.DESCRIPTION) or Path(file.path).is_absolute():
+            continue
+        shape = f"{file.rows} rows x {file.columns} columns" if file.rows is not None else file.format
         lines.append(f"- {file.path} ({file.role.value}, {shape})")
+        if file.role == FileRole.AUXILIARY:
+            lines += ["  " + line for line in _column_lines(_table_columns(task, file), 60)]
     return "\n".join(lines)
+
+
+def machine_hardware(threads: int) -> tuple[str, list[str]]:
+    """The machine as scripts get it: a sentence for prompts, and the GPUs ``nvidia-smi`` lists."""
+    gpus: list[str] = []
+    if shutil.which("nvidia-smi"):
+        try:
+            listed = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            gpus = [line.strip() for line in listed.stdout.splitlines() if line.strip()]
+        except (OSError, subprocess.SubprocessError):
+            gpus = []
+    memory_gb = _total_memory_gb()
+    cores = os.cpu_count() or 1
+    text = f"{cores} CPU cores ({threads} for each script), {memory_gb:.0f} GB of memory, "
+    text += f"GPUs: {'; '.join(gpus)}" if gpus else "no GPU"
+    return text, gpus
+
+
+def _total_memory_gb() -> float:
+    try:
+        import psutil
+
+        return psutil.virtual_memory().total / 2**30
+    except Exception:  # psutil missing or no /proc
+        return 0.0
 
 
 def brain_context(task: Task, settings: Settings, run_dir: Path, report: str) -> BrainContext:
@@ -77,9 +132,12 @@ def brain_context(task: Task, settings: Settings, run_dir: Path, report: str) ->
     timeout = settings.script_timeout_s
     if settings.time_limit_s is not None:
         timeout = min(timeout, settings.time_limit_s / 6)
+    hardware, gpus = machine_hardware(settings.resolved_threads())
     return BrainContext(
         task=task,
         data_report=report,
+        hardware=hardware,
+        gpu=bool(gpus),
         seed=settings.seed,
         dev_max_rows=settings.dev_max_rows,
         n_dev_rows=int(folds["dev"].sum()),
@@ -237,8 +295,17 @@ def execute(
     try:
         _phases(engine, searcher=make_searcher(settings, bus))
     except (RunStopped, KeyboardInterrupt):
-        status, stop_reason = RunStatus.STOPPED, "user"
-        bus.publish(EventType.RUN_STOPPED, f"stopped; continue with `mlestar resume {store.run_id}`")
+        if engine.pause_reason is not None:
+            # The run stopped itself: say why in one line, and how to go on once it is fixed.
+            status, stop_reason = RunStatus.STOPPED, "llm"
+            bus.publish(
+                EventType.RUN_STOPPED,
+                f"paused: {engine.pause_reason}; continue with `mlestar resume {store.run_id}`",
+                data={"reason": "llm", "detail": engine.pause_reason},
+            )
+        else:
+            status, stop_reason = RunStatus.STOPPED, "user"
+            bus.publish(EventType.RUN_STOPPED, f"stopped; continue with `mlestar resume {store.run_id}`")
     except BudgetExhausted as exc:
         status, stop_reason = RunStatus.STOPPED, "budget"
         bus.publish(EventType.RUN_STOPPED, f"budget exhausted: {exc}", data={"reason": "budget"})
@@ -258,7 +325,7 @@ def execute(
             store.update_node(node.id, status=NodeStatus.PENDING)
         store.set_status(status)
     store.set_meta("stop_reason", stop_reason)
-    result = finish(store, bus, task, settings, budget.elapsed(), status, stop_reason)
+    result = finish(store, bus, task, settings, budget.elapsed(), status, stop_reason, engine.pause_reason)
     if status == RunStatus.FINISHED:
         bus.publish(
             EventType.RUN_FINISHED,

@@ -34,7 +34,8 @@ class RunResult(BaseModel):
     solution_path: Path | None
     report_path: Path | None
     summary_path: Path | None
-    stop_reason: str | None = None  # "user" or "budget" when status is stopped
+    stop_reason: str | None = None  # "user", "budget" or "llm" (the run stopped itself) when stopped
+    stop_detail: str | None = None  # why, in one line, when the run stopped itself
 
 
 def _scores_by_phase(store: RunStore, task: Task) -> dict[str, Any]:
@@ -58,6 +59,7 @@ def finish(
     elapsed_s: float,
     status: RunStatus,
     stop_reason: str | None,
+    stop_detail: str | None = None,
 ) -> RunResult:
     """Write the summary and the report of a run that ended (or stopped) and describe the result."""
     run_dir = store.run_dir
@@ -113,4 +115,5 @@ def finish(
         report_path=report_path,
         summary_path=summary_path,
         stop_reason=stop_reason,
+        stop_detail=stop_detail,
     )

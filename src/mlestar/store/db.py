@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     cost_usd          REAL,
     latency_s         REAL NOT NULL DEFAULT 0,
     cached            INTEGER NOT NULL DEFAULT 0,
-    error             TEXT
+    error             TEXT,
+    cached_prompt_tokens INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS llm_cache (
     request_hash TEXT PRIMARY KEY,
@@ -150,6 +151,11 @@ class RunStore:
     def _migrate(self) -> None:
         with self._lock:
             self._conn.executescript(_SCHEMA)
+            columns = {row["name"] for row in self._conn.execute("PRAGMA table_info(llm_calls)")}
+            if "cached_prompt_tokens" not in columns:  # runs stored before prompt caching was counted
+                self._conn.execute(
+                    "ALTER TABLE llm_calls ADD COLUMN cached_prompt_tokens INTEGER NOT NULL DEFAULT 0"
+                )
             version = self.get_meta("schema_version", 0)
             if version > SCHEMA_VERSION:
                 raise RunNotFound(
@@ -371,7 +377,8 @@ class RunStore:
         with self._tx() as conn:
             cur = conn.execute(
                 "INSERT INTO llm_calls(ts, agent, provider, model, request_hash, prompt_tokens, completion_tokens,"
-                " cost_usd, latency_s, cached, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " cost_usd, latency_s, cached, error, cached_prompt_tokens)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     call.ts,
                     call.agent,
@@ -384,6 +391,7 @@ class RunStore:
                     call.latency_s,
                     int(call.cached),
                     call.error,
+                    call.cached_prompt_tokens,
                 ),
             )
             call_id = int(cur.lastrowid or 0)

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from mlestar.brain.llm.fitting import fit_messages
 from mlestar.brain.llm.knowledge import knowledge_base_cards
 from mlestar.brain.llm.parsing import (
     ParseFailure,
@@ -30,8 +31,10 @@ from mlestar.brain.llm.parsing import (
     parse_json,
     parse_python,
     syntax_error,
+    truthy,
 )
 from mlestar.brain.llm.prompts import PromptRenderer
+from mlestar.brain.llm.trimming import clip, trim_description, trim_output
 from mlestar.brain.protocol import (
     AblationSummary,
     BlockNotFound,
@@ -47,12 +50,15 @@ from mlestar.brain.protocol import (
     Script,
     replace_block,
 )
-from mlestar.core.contract import SCORE_LABEL
+from mlestar.core.contract import SCORE_LABEL, VAL_PREDICTIONS_NAME
 from mlestar.core.events import EventBus
 from mlestar.core.records import LLMLedger, SearchResult
-from mlestar.core.task import FileRole
+from mlestar.core.task import FileRole, Task, TaskType
 from mlestar.llm.client import LLMClient
+from mlestar.llm.errors import ContextTooLong
 from mlestar.llm.providers import Message
+from mlestar.llm.tokens import count_messages
+from mlestar.metrics import get_metric
 from mlestar.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,13 +71,38 @@ _OUTPUT_LIMIT = 6000
 _ERROR_LIMIT = 4000
 NO_NEW_PLAN = "NO_NEW_PLAN"
 ALL_USED = "ALL_USED"
+FIT_ATTEMPTS = 3  # prompts sent again, shorter, after the server said one did not fit
+
+# Most tokens a role's answer needs (code-writing roles get ``llm_max_tokens``); the setting
+# ``llm_agent_max_tokens`` overrides any of them. Reasoning models get their thinking on top.
+ROLE_MAX_TOKENS = {
+    "summarizer": 1024,
+    "planner": 1024,
+    "ensemble_planner": 1024,
+    "leakage_checker": 2048,
+    "ablation_summarizer": 2048,
+    "extractor": 4096,
+    "retriever": 6144,
+}
 
 
-def _clip(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]}\n... [{len(text) - limit} characters cut] ...\n{text[-half:]}"
+def prediction_columns(task: Task) -> str:
+    """What follows ``row`` in val_predictions.csv: the columns the metric scores, in words."""
+    metric = get_metric(task.metric)
+    targets = task.target_columns
+    named = ", ".join(f"`{c}`" for c in targets[:10]) + (" ..." if len(targets) > 10 else "")
+    if task.task_type == TaskType.MULTICLASS and metric.needs_proba:
+        classes = ", ".join(f"`{c}`" for c in task.classes[:12]) + (" ..." if len(task.classes) > 12 else "")
+        return f"one probability column per class, named by the class label ({classes})"
+    if task.task_type == TaskType.BINARY and metric.needs_proba:
+        positive = task.classes[-1] if task.classes else "1"
+        return f"a column `{targets[0]}` holding the predicted probability of the class `{positive}`"
+    if task.task_type == TaskType.MULTILABEL:
+        kind = "probability" if metric.needs_proba else "0/1 label"
+        return f"one column per label ({named}) holding its predicted {kind}"
+    if task.task_type == TaskType.REGRESSION:
+        return f"the column{'s' if len(targets) > 1 else ''} {named} holding the predicted values"
+    return f"a column `{targets[0]}` holding the predicted label"
 
 
 def _fmt_score(score: float | None) -> str:
@@ -104,8 +135,8 @@ class LLMBrain:
             # what the contract's last rule asks for; block and review prompts override it
             "answer": "script",
             "task_summary": task.summary(),
-            "description": _clip(task.description.strip(), _DESCRIPTION_LIMIT),
-            "data_report": _clip(ctx.data_report.strip(), _DATA_REPORT_LIMIT),
+            "description": trim_description(task.description, _DESCRIPTION_LIMIT),
+            "data_report": clip(ctx.data_report.strip(), _DATA_REPORT_LIMIT),
             "train_file": task.train_file,
             "aux_files": aux,
             "test_file": task.test_file or "",
@@ -115,40 +146,86 @@ class LLMBrain:
             "metric": task.metric,
             "direction": "lower" if task.lower_is_better else "higher",
             "n_dev_rows": ctx.n_dev_rows,
+            "n_train_rows": task.n_train_rows,
             "n_folds": ctx.n_folds,
             "dev_max_rows": ctx.dev_max_rows,
             "timeout_s": int(ctx.script_timeout_s),
             "threads": ctx.threads,
             "gpu": ctx.gpu,
+            "hardware": ctx.hardware or f"{ctx.threads} CPU thread(s) per script",
             "packages": ctx.available_packages,
+            "metric_code": get_metric(task.metric).code,
+            "prediction_columns": prediction_columns(task),
+            # how long the scripts in the prompt ran; a role that shows one sets its own
+            "code_wall_s": None,
+            "base_wall_s": None,
+            "addition_wall_s": None,
         }
         values.update(extra)
         return values
 
     def _ask(
-        self, ctx: BrainContext, role: str, messages: list[Message], *, use_reserve: bool = False
+        self,
+        ctx: BrainContext,
+        role: str,
+        variables: dict[str, Any],
+        extra: list[Message] | None = None,
+        *,
+        use_reserve: bool = False,
     ) -> str:
-        return self.client.complete(
-            messages, agent=role, salt=f"seed={ctx.seed}", use_reserve=use_reserve
-        ).text
+        """One answer to the role's prompt (and the conversation so far), fitted to the model's window.
+
+        When the server still finds it too long, the prompt is shortened and sent again."""
+        extra = extra or []
+        answer_tokens = ROLE_MAX_TOKENS.get(role)
+        budget = self.client.prompt_budget(role, answer_tokens)
+        failure: ContextTooLong | None = None
+        for _ in range(FIT_ATTEMPTS):
+            messages, variables = fit_messages(
+                lambda v: self.prompts.render(role, v), variables, extra, budget
+            )
+            try:
+                return self.client.complete(
+                    messages,
+                    agent=role,
+                    max_tokens=answer_tokens,
+                    salt=f"seed={ctx.seed}",
+                    use_reserve=use_reserve,
+                ).text
+            except ContextTooLong as exc:
+                failure = exc
+                sent = count_messages(messages)
+                # The client now knows the window (the server said it); the server may count
+                # tokens differently from us, so its count of this prompt scales the budget.
+                ratio = min(1.0, sent / exc.prompt_tokens) if exc.prompt_tokens else 1.0
+                known = self.client.prompt_budget(role, answer_tokens)
+                target = int(known * ratio) if known is not None else int(sent * 0.8)
+                if budget is not None and target >= budget:
+                    target = int(budget * 0.8)  # the last fit was not enough: cut deeper
+                budget = target
+                log.warning(
+                    "%s: a prompt of about %d tokens did not fit; fitting it to %d", role, sent, budget
+                )
+        assert failure is not None
+        raise failure
 
     def _converse(
         self, ctx: BrainContext, role: str, variables: dict[str, Any], parse: Callable[[str], T]
     ) -> T:
         """Ask, parse, and on ``ParseFailure`` send the feedback back; raises the last failure."""
-        messages = self.prompts.render(role, variables)
         # Final-mode calls (the submission script and its debugging) may use the reserved budget.
         use_reserve = variables.get("mode") == "final"
         failure: ParseFailure | None = None
+        extra: list[Message] = []
         for _ in range(self.max_reasks + 1):
-            answer = self._ask(ctx, role, messages, use_reserve=use_reserve)
+            answer = self._ask(ctx, role, variables, extra, use_reserve=use_reserve)
             try:
                 return parse(answer)
             except ParseFailure as exc:
                 failure = exc
                 log.info("%s answer rejected: %s", role, exc.feedback)
-                messages = [
-                    *messages,
+                extra = [
+                    *extra,
                     {"role": "assistant", "content": answer},
                     {
                         "role": "user",
@@ -168,8 +245,11 @@ class LLMBrain:
         mode: str,
         label: str,
         extra_check: Callable[[str], list[str]] | None = None,
+        predictions: bool = True,
     ) -> Script | None:
-        """A full script that meets the contract; after the re-asks, the best one seen (or None)."""
+        """A full script that meets the contract; after the re-asks, the best one seen (or None).
+
+        ``predictions``: whether the script must save its fold-0 predictions."""
         best: tuple[int, str] | None = None
 
         def parse(answer: str) -> str:
@@ -179,7 +259,7 @@ class LLMBrain:
                 raise ParseFailure(
                     "it contains no Python code; give the complete script in one ```python block"
                 )
-            issues = contract_issues(code, mode=mode, test_file=ctx.task.test_file)
+            issues = contract_issues(code, mode=mode, test_file=ctx.task.test_file, predictions=predictions)
             if extra_check is not None and not issues:
                 issues = extra_check(code)
             rank = len(issues) + (100 if syntax_error(code) else 0)
@@ -208,8 +288,7 @@ class LLMBrain:
 
     # -- phase 1 -------------------------------------------------------------------------------
     def summarize_task(self, ctx: BrainContext) -> str:
-        variables = self._vars(ctx, description=_clip(ctx.task.description.strip(), 12_000))
-        answer = self._ask(ctx, "summarizer", self.prompts.render("summarizer", variables))
+        answer = self._ask(ctx, "summarizer", self._vars(ctx))
         text = " ".join(body for lang, body in fenced_blocks(answer)) or answer
         text = " ".join(text.split())
         return text[:1500] if text else ctx.task.summary()
@@ -279,8 +358,10 @@ class LLMBrain:
             ctx,
             base_code=base.script.code,
             base_score=_fmt_score(base.score),
+            base_wall_s=base.script.wall_s,
             addition_code=addition.script.code,
             addition_score=_fmt_score(addition.score),
+            addition_wall_s=addition.script.wall_s,
         )
         script = self._script(ctx, "merger", variables, mode="dev", label=label)
         return (
@@ -293,21 +374,36 @@ class LLMBrain:
                 verdict = parse_json(answer)
             except ParseFailure:
                 verdict = None
+            if isinstance(verdict, list) and verdict and isinstance(verdict[0], dict):
+                verdict = verdict[0]
             if not isinstance(verdict, dict) or "leak" not in verdict:
                 raise ParseFailure('start with a ```json block {"leak": true/false, "reason": "..."}')
-            leak = verdict["leak"] in (True, "true", "yes", 1)
             reason = str(verdict.get("reason", "")).strip()
-            if not leak:
+            if not truthy(verdict["leak"]):
                 return LeakageReport(leak=False, reason=reason)
-            return LeakageReport(leak=True, block=self._quoted_block(script.code, answer), reason=reason)
+            # A leak found is a leak kept: when the quote cannot be placed, the fixer gets the
+            # whole script instead of the block.
+            return LeakageReport(leak=True, block=self._leaking_block(script.code, answer), reason=reason)
 
+        variables = self._vars(ctx, code=script.code, code_wall_s=script.wall_s)
         try:
-            return self._converse(ctx, "leakage_checker", self._vars(ctx, code=script.code), parse)
+            return self._converse(ctx, "leakage_checker", variables, parse)
         except ParseFailure as exc:
             log.warning("leakage checker answers unusable (%s)", exc.feedback)
             return LeakageReport(
                 leak=False, reason=f"the leakage check gave no usable answer: {exc.feedback}"
             )
+
+    @staticmethod
+    def _leaking_block(code: str, answer: str) -> str | None:
+        """The script's own text of the block an answer quotes: exact or up to whitespace, else the
+        closest run of lines; None when nothing in the script is like it."""
+        quoted = [body for lang, body in fenced_blocks(answer) if lang != "json" and body.strip()]
+        for body in sorted(quoted, key=len, reverse=True):
+            found = locate_block(code, body) or fuzzy_locate(code, body)
+            if found is not None and found.strip():
+                return found
+        return None
 
     def _quoted_block(self, code: str, answer: str) -> str:
         """The python block of an answer, located verbatim in ``code``; raises ParseFailure otherwise."""
@@ -330,7 +426,14 @@ class LLMBrain:
             ctx, code=script.code, block=block or "", reason=report.reason or "see the script"
         )
         if block is None:
-            fixed = self._script(ctx, "leakage_fixer", variables, mode="dev", label=label)
+            fixed = self._script(
+                ctx,
+                "leakage_fixer",
+                variables,
+                mode="dev",
+                label=label,
+                predictions=_saves_predictions(script.code),
+            )
             return fixed or script
         new_code = self._rewrite_block(ctx, "leakage_fixer", variables, script.code, block)
         if new_code is None:
@@ -340,7 +443,9 @@ class LLMBrain:
     def check_data_usage(self, ctx: BrainContext, script: Script) -> DataUsageReport:
         all_files = [f.path for f in ctx.task.files if f.role not in (FileRole.ANSWERS, FileRole.DESCRIPTION)]
         all_files = [f for f in all_files if f not in (ctx.task.test_file, ctx.task.sample_submission_file)]
-        variables = self._vars(ctx, code=script.code, all_files=all_files or [ctx.task.train_file])
+        variables = self._vars(
+            ctx, code=script.code, code_wall_s=script.wall_s, all_files=all_files or [ctx.task.train_file]
+        )
 
         def parse(answer: str) -> DataUsageReport:
             code = extract_code(answer)
@@ -348,7 +453,9 @@ class LLMBrain:
                 if ALL_USED in answer.upper().replace(" ", "_"):
                     return DataUsageReport(all_used=True, reason="the model found nothing left unused")
                 raise ParseFailure(f"answer with exactly {ALL_USED} or with the complete new script")
-            issues = contract_issues(code, mode="dev", test_file=ctx.task.test_file)
+            issues = contract_issues(
+                code, mode="dev", test_file=ctx.task.test_file, predictions=_saves_predictions(script.code)
+            )
             if issues:
                 raise ParseFailure("; ".join(issues))
             label = f"{script.label} (all data)".strip()
@@ -368,15 +475,24 @@ class LLMBrain:
         self, ctx: BrainContext, script: ScoredScript, previous: list[AblationSummary]
     ) -> Script:
         variables = self._vars(
-            ctx, code=script.script.code, score=_fmt_score(script.score), previous=previous
+            ctx,
+            code=script.script.code,
+            code_wall_s=script.script.wall_s,
+            score=_fmt_score(script.score),
+            previous=previous,
         )
         ablation = self._script(
-            ctx, "ablation", variables, mode="dev", label=f"ablation of {script.script.label}"
+            ctx,
+            "ablation",
+            variables,
+            mode="dev",
+            label=f"ablation of {script.script.label}",
+            predictions=False,
         )
         return ablation or self._failing_script("ablation", "the model wrote no ablation script")
 
     def summarize_ablation(self, ctx: BrainContext, ablation: Script, output: str) -> AblationSummary:
-        variables = self._vars(ctx, code=ablation.code, output=_clip(output, _OUTPUT_LIMIT))
+        variables = self._vars(ctx, output=trim_output(output, _OUTPUT_LIMIT))
 
         def parse(answer: str) -> AblationSummary:
             data = parse_json(answer)
@@ -401,7 +517,7 @@ class LLMBrain:
             return self._converse(ctx, "ablation_summarizer", variables, parse)
         except ParseFailure:
             # The raw output still tells the extractor what was measured.
-            return AblationSummary(text="Ablation output (not summarised):\n" + _clip(output, 2000))
+            return AblationSummary(text="Ablation output (not summarised):\n" + trim_output(output, 2000))
 
     def extract_block(
         self, ctx: BrainContext, script: ScoredScript, summary: AblationSummary, refined_blocks: list[str]
@@ -410,6 +526,7 @@ class LLMBrain:
         variables = self._vars(
             ctx,
             code=code,
+            code_wall_s=script.script.wall_s,
             score=_fmt_score(script.score),
             summary=summary.text,
             refined_blocks=refined_blocks,
@@ -472,7 +589,9 @@ class LLMBrain:
                     f"with your block in place the script does not parse ({error}); keep the block's "
                     "indentation and make it complete"
                 )
-            issues = [i for i in contract_issues(new_code, mode="dev", test_file=ctx.task.test_file)]
+            issues = contract_issues(
+                new_code, mode="dev", test_file=ctx.task.test_file, predictions=_saves_predictions(code)
+            )
             if issues:
                 raise ParseFailure(
                     "with your block in place the script breaks the rules: " + "; ".join(issues)
@@ -489,7 +608,9 @@ class LLMBrain:
         located = locate_block(script.code, block)
         if located is None:
             raise BlockNotFound("the block to refine is not a verbatim part of the script")
-        variables = self._vars(ctx, code=script.code, block=located, plan=plan.text)
+        variables = self._vars(
+            ctx, code=script.code, code_wall_s=script.wall_s, block=located, plan=plan.text
+        )
         new_code = self._rewrite_block(ctx, "coder", variables, script.code, located)
         if new_code is None:
             return self._failing_script(script.label, "the model gave no usable rewrite of the block")
@@ -499,9 +620,8 @@ class LLMBrain:
     def plan_refinement(
         self, ctx: BrainContext, script: Script, block: str, history: list[PlanAttempt]
     ) -> RefinementPlan | None:
-        variables = self._vars(ctx, code=script.code, block=block, history=history)
-        answer = self._ask(ctx, "planner", self.prompts.render("planner", variables))
-        return self._plan_text(answer)
+        variables = self._vars(ctx, code=script.code, code_wall_s=script.wall_s, block=block, history=history)
+        return self._plan_text(self._ask(ctx, "planner", variables))
 
     @staticmethod
     def _plan_text(answer: str) -> RefinementPlan | None:
@@ -518,8 +638,7 @@ class LLMBrain:
         self, ctx: BrainContext, solutions: list[ScoredScript], history: list[EnsembleAttempt]
     ) -> RefinementPlan | None:
         variables = self._vars(ctx, solutions=solutions, history=history)
-        answer = self._ask(ctx, "ensemble_planner", self.prompts.render("ensemble_planner", variables))
-        return self._plan_text(answer)
+        return self._plan_text(self._ask(ctx, "ensemble_planner", variables))
 
     def implement_ensemble(
         self, ctx: BrainContext, solutions: list[ScoredScript], plan: RefinementPlan
@@ -531,7 +650,7 @@ class LLMBrain:
     # -- any phase -----------------------------------------------------------------------------
     def debug(self, ctx: BrainContext, script: Script, error: str) -> Script | None:
         mode = "final" if "submission.csv" in script.code else "dev"
-        variables = self._vars(ctx, mode=mode, code=script.code, error=_clip(error.strip(), _ERROR_LIMIT))
+        variables = self._vars(ctx, mode=mode, code=script.code, error=clip(error.strip(), _ERROR_LIMIT))
 
         def same_as_before(code: str) -> list[str]:
             if _normalized(code) == _normalized(script.code):
@@ -539,7 +658,15 @@ class LLMBrain:
             return []
 
         label = script.label or "script"
-        fixed = self._script(ctx, "debugger", variables, mode=mode, label=label, extra_check=same_as_before)
+        fixed = self._script(
+            ctx,
+            "debugger",
+            variables,
+            mode=mode,
+            label=label,
+            extra_check=same_as_before,
+            predictions=_saves_predictions(script.code),
+        )
         if fixed is None or _normalized(fixed.code) == _normalized(script.code):
             return None
         fixed.info = {**script.info, "agent": "debugger"}
@@ -547,8 +674,15 @@ class LLMBrain:
 
     # -- phase 4 -------------------------------------------------------------------------------
     def write_submission(self, ctx: BrainContext, script: Script) -> Script:
-        variables = self._vars(ctx, mode="final", code=script.code)
-        final = self._script(ctx, "submission", variables, mode="final", label=f"final: {script.label}")
+        variables = self._vars(ctx, mode="final", code=script.code, code_wall_s=script.wall_s)
+        final = self._script(
+            ctx,
+            "submission",
+            variables,
+            mode="final",
+            label=f"final: {script.label}",
+            predictions=_saves_predictions(script.code),
+        )
         return final or self._failing_script("final", "the model wrote no submission script")
 
 
@@ -569,6 +703,10 @@ def _training_block(code: str) -> str | None:
         return None
     fitting = [segment for segment in segments if ".fit(" in segment]
     return fitting[0] if fitting else max(segments, key=len)
+
+
+def _saves_predictions(code: str) -> bool:
+    return VAL_PREDICTIONS_NAME in code
 
 
 def _normalized(code: str) -> str:

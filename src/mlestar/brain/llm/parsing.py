@@ -14,7 +14,7 @@ import re
 import textwrap
 from typing import Any
 
-from mlestar.core.contract import SCORE_LABEL
+from mlestar.core.contract import FINAL_DIR, FOLDS_NAME, SCORE_LABEL, SUBMISSION_NAME, VAL_PREDICTIONS_NAME
 from mlestar.core.pyparse import literal_eval, parse_python
 
 _literal_eval = literal_eval
@@ -152,8 +152,46 @@ def _swallowing_handlers(tree: ast.AST) -> bool:
     return False
 
 
-def contract_issues(code: str, *, mode: str, test_file: str | None = None) -> list[str]:
-    """What a script does against docs/script-contract.md; ``mode`` is "dev" or "final"."""
+def _string_constants(tree: ast.AST) -> list[str]:
+    """The string literals a script computes with: not its docstrings or bare string statements
+    (those are comments), but f-string parts count."""
+    docs = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+    ]
+
+
+def _uses_dev_rows(tree: ast.AST) -> bool:
+    """Whether the script reads the split's ``dev`` column in any spelling: ``folds["dev"]``,
+    ``folds.dev``, ``query("dev == 1")``, ``split.loc[split.dev.eq(1)]``."""
+    if any(re.search(r"\bdev\b", text) for text in _string_constants(tree)):
+        return True
+    return any(isinstance(node, ast.Attribute) and node.attr == "dev" for node in ast.walk(tree))
+
+
+def _names_file(tree: ast.AST, name: str) -> bool:
+    """Whether a string the script computes with is (or ends in) the file ``name``."""
+    for text in _string_constants(tree):
+        text = text.strip()
+        if text == name or text.endswith(("/" + name, "\\" + name)):
+            return True
+    return False
+
+
+def contract_issues(
+    code: str, *, mode: str, test_file: str | None = None, predictions: bool = False
+) -> list[str]:
+    """What a script does against docs/script-contract.md; ``mode`` is "dev" or "final".
+
+    The checks look at what the code does (its statements and the strings it computes with),
+    not at how it is spelled: a comment naming the test file is no reason to reject a script.
+    ``predictions``: the script must save its fold-0 predictions."""
     error = syntax_error(code)
     if error:
         return [f"the script does not parse ({error})"]
@@ -165,18 +203,36 @@ def contract_issues(code: str, *, mode: str, test_file: str | None = None) -> li
         issues.append("it calls exit()/sys.exit()/quit(); the script must run to its end")
     if _swallowing_handlers(tree):
         issues.append("it has a try/except that silently swallows errors (bare except or except: pass)")
-    if "folds.csv" not in code:
+    if not _names_file(tree, FOLDS_NAME) and FOLDS_NAME not in code:
         issues.append(
-            "it does not read ./input/folds.csv; use that split (fold 0 = validation), never make your own"
+            f"it does not read ./input/{FOLDS_NAME}; use that split (fold 0 = validation), "
+            "never make your own"
+        )
+    if predictions and VAL_PREDICTIONS_NAME not in code:
+        issues.append(
+            f"it does not save its fold-0 predictions as ./{FINAL_DIR}/{VAL_PREDICTIONS_NAME} "
+            "(row + prediction columns)"
         )
     if mode == "dev":
-        if not re.search(r"""["']dev["']""", code):
+        if not _uses_dev_rows(tree):
             issues.append("it does not keep only the development rows (dev == 1 in folds.csv)")
-        if test_file and test_file.rsplit("/", 1)[-1] in code:
+        if test_file and _names_file(tree, test_file.rsplit("/", 1)[-1]):
             issues.append(f"it reads the test file {test_file}, which development scripts must not touch")
-    elif "submission.csv" not in code:
-        issues.append("it does not write ./final/submission.csv")
+    elif SUBMISSION_NAME not in code:
+        issues.append(f"it does not write ./{FINAL_DIR}/{SUBMISSION_NAME}")
     return issues
+
+
+_TRUE_WORDS = {"true", "yes", "y", "1", "leak", "leaky", "leaking"}
+
+
+def truthy(value: Any) -> bool:
+    """A yes/no value as models write it: ``true``, ``"True"``, ``"yes"``, ``1``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value != 0
+    return str(value).strip().strip(".").lower() in _TRUE_WORDS
 
 
 # -- JSON ------------------------------------------------------------------------------------------
