@@ -187,6 +187,29 @@ def kept_in_private_dirs(paths: Iterable[Path]) -> list[Path]:
     return result
 
 
+def skeleton_roots(kept: Iterable[Path]) -> list[Path]:
+    """The top folders under /tmp (or /dev/shm) that hold kept paths without being kept themselves.
+
+    Each gets a tmpfs of its own, holding only the mount points of the kept paths, which is then
+    made read-only: so the copy of, say, the competition folder that a script sees under /tmp
+    takes no new files either (bwrap binds from the host's tree, so no folder of the private /tmp
+    can simply be bound onto itself).
+    """
+    roots = set()
+    for path in kept:
+        for folder in PRIVATE_DIRS:
+            if Path(folder) in path.parents:
+                top = Path(folder) / path.relative_to(folder).parts[0]
+                if top != path:
+                    roots.add(top)
+    return sorted(roots)
+
+
+def visible(path: Path, kept: Iterable[Path]) -> bool:
+    """Whether ``path`` is seen at all by a script whose private folders keep only ``kept``."""
+    return not _under(path, PRIVATE_DIRS) or any(path == k or k in path.parents for k in kept)
+
+
 def listening_unix_sockets(table: str = "/proc/net/unix") -> list[Path]:
     """Paths of the Unix sockets bound on this machine: a read-only filesystem does not stop a
     script from connecting to one (a container runtime's, a database's), covering it does."""
@@ -197,6 +220,12 @@ def listening_unix_sockets(table: str = "/proc/net/unix") -> list[Path]:
         return []
     paths = {Path(fields[-1]) for row in rows if len(fields := row.split()) >= 8}
     return sorted(path for path in paths if path.is_absolute() and os.path.exists(path))
+
+
+def sockets_to_cover(plan: Confinement) -> list[Path]:
+    """The host's Unix sockets a script confined by ``plan`` would otherwise reach."""
+    private: Sequence[str] = (*PRIVATE_DIRS, *map(str, plan.writable))
+    return [path for path in listening_unix_sockets() if not _under(path, private)]
 
 
 def gpu_devices() -> list[str]:
@@ -211,18 +240,24 @@ def bwrap_command(isolation: Isolation, plan: Confinement, cut_network: bool) ->
     args += ["--proc", "/proc"]
     for folder in PRIVATE_DIRS:
         args += ["--perms", "1777", "--size", str(plan.private_bytes), "--tmpfs", folder]
-    for path in kept_in_private_dirs(plan.keep):
-        args += ["--ro-bind-try", str(path), str(path)]
+    kept = [path for path in kept_in_private_dirs(plan.keep) if path.exists()]
+    roots = skeleton_roots(kept)
+    for root in roots:
+        args += ["--size", str(_HIDDEN_DIR_BYTES * 64), "--tmpfs", str(root)]
+    for path in kept:
+        args += ["--ro-bind", str(path), str(path)]
+    for root in roots:
+        args += ["--remount-ro", str(root)]
     for path in plan.writable:
         args += ["--bind", str(path), str(path)]
-    covered: Sequence[str] = (*PRIVATE_DIRS, *map(str, plan.writable))
     for path in plan.hidden:
+        if not visible(path, kept):
+            continue
         if path.is_dir():
             args += ["--size", str(_HIDDEN_DIR_BYTES), "--tmpfs", str(path), "--remount-ro", str(path)]
         else:
             args += ["--ro-bind", "/dev/null", str(path)]
-    for socket_path in listening_unix_sockets():
-        if not _under(socket_path, covered):
-            args += ["--ro-bind-try", "/dev/null", str(socket_path)]
+    for socket_path in sockets_to_cover(plan):
+        args += ["--ro-bind-try", "/dev/null", str(socket_path)]
     args += _bwrap_flags(cut_network, not isolation.user_namespace)
     return [*args, "--chdir", str(plan.workdir), "--"]

@@ -153,8 +153,14 @@ def _mount_point_like(source: str, target: str) -> None:
 
 
 def private_dir(folder: str, keep: list[str], size: int) -> None:
-    """A fresh size-capped tmpfs over ``folder``, with the paths of ``keep`` inside it bound back."""
-    inside = [p for p in keep if p.startswith(folder.rstrip("/") + "/") and os.path.exists(p)]
+    """A fresh size-capped tmpfs over ``folder``, with the paths of ``keep`` inside it bound back.
+
+    The folders made to hold their mount points are bound onto themselves, so that they stay
+    read-only when the tmpfs itself is made writable again (as mlestar.exec.isolation.skeleton_dirs).
+    """
+    prefix = folder.rstrip("/") + "/"
+    inside = [p for p in keep if p.startswith(prefix) and os.path.exists(p)]
+    inside = [p for p in inside if not any(p.startswith(other + "/") for other in inside if other != p)]
     old = os.open(folder, os.O_PATH | os.O_DIRECTORY)  # the covered folder stays reachable through it
     try:
         mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
@@ -164,6 +170,16 @@ def private_dir(folder: str, keep: list[str], size: int) -> None:
             mount(source, path, None, MS_BIND | MS_REC)
     finally:
         os.close(old)
+    skeleton = {parent for path in inside for parent in _parents(path) if parent.startswith(prefix)}
+    for path in sorted(skeleton, key=len, reverse=True):
+        mount(path, path, None, MS_BIND | MS_REC)
+
+
+def _parents(path: str) -> list[str]:
+    parents = []
+    while (path := os.path.dirname(path)) not in ("/", ""):
+        parents.append(path)
+    return parents
 
 
 def block_devices(root: str = "/dev") -> list[str]:

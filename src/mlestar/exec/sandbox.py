@@ -53,7 +53,7 @@ import psutil
 from mlestar.core.contract import FINAL_DIR, INPUT_DIR, WORKING_DIR, last_score_value, score_from_value
 from mlestar.exec.cgroups import PidsCgroup
 from mlestar.exec.environment import credential_paths, scrubbed_env
-from mlestar.exec.isolation import Confinement, Isolation, bwrap_command, isolation_support
+from mlestar.exec.isolation import Confinement, Isolation, bwrap_command, isolation_support, sockets_to_cover
 from mlestar.exec.models import ExecLimits, ExecResult
 from mlestar.exec.output import omitted_marker, trim_output
 from mlestar.exec.watch import TreeWatch
@@ -304,7 +304,7 @@ def _launcher_config(
         "file_limit": limits.disk_mb * _MIB,
         "process_limit": limits.processes + _SANDBOX_TASKS if limits.processes > 0 else 0,
         "loopback": isolated and isolation.tool == "unshare",  # bwrap brings the loopback up itself
-        "hidden": hidden if by_hand else [],
+        "hidden": [*hidden, *map(str, sockets_to_cover(plan))] if by_hand else [],
         "confine": (
             {
                 "writable": [str(p) for p in plan.writable],

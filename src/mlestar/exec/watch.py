@@ -113,7 +113,8 @@ class TreeWatch:
             return "memory"
         if self.task_limit > 0:
             refused = self.cgroup is not None and self.cgroup.refused_forks() > 0
-            if refused or tree_tasks(procs) > self.task_limit:
+            # At the cap already: the next fork fails (RLIMIT_NPROC), so this is where it stops.
+            if refused or tree_tasks(procs) >= self.task_limit:
                 return "processes"
         if self.disk_limit > 0 and time.monotonic() >= self._next_disk_check:
             started = time.monotonic()
