@@ -127,6 +127,7 @@ def _answers_folder(task: Task) -> Path | None:
     for data_file in task.files:
         # Only files inside the data folder are ever linked (see _locate).
         public = Path(os.path.normpath(data_dir / data_file.path))
-        if data_file.role in _PUBLIC_ROLES and data_dir in public.parents and folder in (public, *public.parents):
+        linked = data_file.role in _PUBLIC_ROLES and data_dir in public.parents
+        if linked and folder in (public, *public.parents):
             return None
     return folder
