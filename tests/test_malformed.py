@@ -75,13 +75,18 @@ def _through_the_console_script(name: str, root: Path) -> list[str]:
         argv += ["--runs-dir", str(root / "runs")]
     env = {**os.environ, **environment_of(name)}
     try:
-        done = subprocess.run([str(CONSOLE_SCRIPT), *argv], capture_output=True, text=True, timeout=120, env=env)
+        done = subprocess.run(
+            [str(CONSOLE_SCRIPT), *argv], capture_output=True, text=True, timeout=120, env=env
+        )
         problems = _judge(name, root, done.returncode, done.stderr)
     except subprocess.TimeoutExpired:
         problems = [f"{name}: still running after 120 s"]
     if (root / "runs").is_dir():
         listed = subprocess.run(
-            [str(CONSOLE_SCRIPT), "ls", "--runs-dir", str(root / "runs")], capture_output=True, text=True, timeout=60
+            [str(CONSOLE_SCRIPT), "ls", "--runs-dir", str(root / "runs")],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         if listed.returncode != 0:
             problems.append(f"{name}: mlestar ls fails afterwards: {listed.stderr.strip()[-300:]}")
