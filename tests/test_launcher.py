@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import signal
 import subprocess
@@ -26,21 +27,36 @@ LINUX = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs L
 
 
 def test_parse_args() -> None:
-    args = launcher.parse_args(["7", "9", "1048576", "1", "/a/b\n/c", "--", "/usr/bin/python3", "script.py"])
+    config = '{"data_limit": 1048576, "file_limit": 4096, "loopback": true, "hidden": ["/a/b", "/c"]}'
+    args = launcher.parse_args(["7", "9", config, "--", "/usr/bin/python3", "script.py"])
     assert (args.status_fd, args.lifeline_fd, args.data_limit, args.loopback) == (7, 9, 1048576, True)
-    assert args.hidden == ["/a/b", "/c"]
+    assert args.file_limit == 4096 and args.process_limit == 0
+    assert args.hidden == ["/a/b", "/c"] and args.confine is None and not args.drop_privileges
     assert args.command == ["/usr/bin/python3", "script.py"]
 
 
-def test_parse_args_without_hidden_paths_or_loopback() -> None:
-    args = launcher.parse_args(["3", "4", "0", "0", "", "--", "python", "script.py", "--flag"])
+def test_parse_args_defaults_to_no_limits() -> None:
+    args = launcher.parse_args(["3", "4", "{}", "--", "python", "script.py", "--flag"])
     assert args.loopback is False and args.hidden == [] and args.data_limit == 0
     assert args.command == ["python", "script.py", "--flag"]
 
 
-def test_parse_args_rejects_a_non_number() -> None:
+def test_parse_args_rejects_a_bad_command_line() -> None:
     with pytest.raises(ValueError, match="invalid literal"):
-        launcher.parse_args(["3", "four", "0", "0", "", "--", "python", "script.py"])
+        launcher.parse_args(["3", "four", "{}", "--", "python", "script.py"])
+    with pytest.raises(ValueError, match="usage"):
+        launcher.parse_args(["3", "4", "{}", "python", "script.py"])
+    with pytest.raises(ValueError, match="JSON object"):
+        launcher.parse_args(["3", "4", "[1]", "--", "python"])
+
+
+def test_in_user_namespace_reads_the_uid_map(tmp_path: Path) -> None:
+    identity, mapped = tmp_path / "identity", tmp_path / "mapped"
+    identity.write_text("         0          0 4294967295\n")
+    mapped.write_text("         0       1000          1\n")
+    assert not launcher.in_user_namespace(str(identity))
+    assert launcher.in_user_namespace(str(mapped))
+    assert not launcher.in_user_namespace(str(tmp_path / "missing"))
 
 
 def test_parent_of_reads_past_parentheses_in_the_command_name() -> None:
@@ -144,10 +160,10 @@ def test_every_import_is_from_the_standard_library() -> None:
 class Launched:
     """One run of the launcher, as the sandbox starts it but without namespaces."""
 
-    def __init__(self, folder: Path, command: list[str], data_limit: int = 0) -> None:
+    def __init__(self, folder: Path, command: list[str], data_limit: int = 0, start: bool = True) -> None:
         self.status_r, status_w = os.pipe()
         lifeline_r, self.lifeline_w = os.pipe()
-        fields = [str(status_w), str(lifeline_r), str(data_limit), "0", "", "--"]
+        fields = [str(status_w), str(lifeline_r), json.dumps({"data_limit": data_limit}), "--"]
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", LAUNCHER_TEXT, *fields, *command],
             cwd=folder,
@@ -159,6 +175,8 @@ class Launched:
         )
         os.close(status_w)
         os.close(lifeline_r)
+        if start:
+            os.write(self.lifeline_w, b"g")
 
     def finish(self, timeout: float = 30) -> tuple[int, str, str]:
         """(the launcher's exit code, the status line, stderr)."""
@@ -273,3 +291,15 @@ def test_closing_the_lifeline_kills_the_script(tmp_path: Path) -> None:
     # Whichever thread is first: the one waiting for the script reports its SIGKILL, or the
     # lifeline's exits at once with no report.
     assert (returncode, status.split()[:2]) in ((0, ["signal", "9"]), (launcher.RC_KILLED, []))
+
+
+@LINUX
+def test_the_script_waits_for_the_go_byte_and_never_starts_without_it(tmp_path: Path) -> None:
+    (tmp_path / "script.py").write_text("open('started', 'w').close()\n")
+    run = Launched(tmp_path, [sys.executable, "script.py"], start=False)
+    time.sleep(0.3)
+    assert not (tmp_path / "started").exists()
+    run.close_lifeline()  # the sandbox gave up before the start: the launcher leaves at once
+    returncode, status, _ = run.finish(timeout=10)
+    assert returncode == launcher.RC_KILLED and status == ""
+    assert not (tmp_path / "started").exists()

@@ -146,8 +146,16 @@ def test_prepare_script_dir_is_idempotent(tmp_path: Path, task: Task, folds: Pat
 
 def test_private_paths(task: Task) -> None:
     dev = {p.name for p in private_paths(task, final=False)}
-    assert dev == {"answers.csv", "answers_here.csv", "test.csv", "sample_submission.csv"}
-    assert {p.name for p in private_paths(task, final=True)} == {"answers.csv", "answers_here.csv"}
+    assert dev == {"private", "answers.csv", "answers_here.csv", "test.csv", "sample_submission.csv"}
+    final = {p.name for p in private_paths(task, final=True)}
+    assert final == {"private", "answers.csv", "answers_here.csv"}
+
+
+def test_the_answers_folder_is_covered_only_when_it_holds_nothing_public(task: Task) -> None:
+    folder = Path(task.answers_file).parent
+    assert folder in private_paths(task, final=True)
+    at_the_root = task.model_copy(update={"answers_file": task.data_dir / "answers_here.csv"})
+    assert task.data_dir not in private_paths(at_the_root, final=True)
 
 
 def test_script_reads_its_input_through_the_sandbox(tmp_path: Path, task: Task, folds: Path) -> None:

@@ -163,6 +163,21 @@ class Settings(BaseSettings):
     network: bool = setting(
         False, "let scripts use the network", group="resources", flags=("--network/--no-network",)
     )
+    # -- the sandbox's process and disk caps per script (issue 12: the hostile-script sandbox) ----
+    max_processes: int = setting(
+        1024,
+        "processes and threads one script may run at once (0: no cap)",
+        group="resources",
+        flags=("--max-processes",),
+        ge=0,
+    )
+    disk_mb: int = setting(
+        20480,
+        "disk one script may fill in its own folder, and its largest file, in MB (0: no cap)",
+        group="resources",
+        flags=("--disk-mb",),
+        ge=0,
+    )
 
     # -- data ------------------------------------------------------------------------------------
     seed: int = setting(

@@ -6,22 +6,18 @@ from typing import Any
 
 from mlestar.core.contract import parse_score
 from mlestar.exec.environment import credential_paths, scrubbed_env
+from mlestar.exec.isolation import Isolation, isolation_support
 from mlestar.exec.models import ExecLimits, ExecResult, ScriptJob
 from mlestar.exec.output import trim_output
 from mlestar.exec.pool import Executor, LocalExecutor
-from mlestar.exec.sandbox import (
-    RC_CANCELLED,
-    RC_MEMORY,
-    RC_TIMEOUT,
-    Isolation,
-    isolation_support,
-    run_script,
-)
+from mlestar.exec.sandbox import RC_CANCELLED, RC_DISK, RC_MEMORY, RC_PROCESSES, RC_TIMEOUT, run_script
 from mlestar.exec.workspace import build_input_dir, make_writable, prepare_script_dir
 
 __all__ = [
     "RC_CANCELLED",
+    "RC_DISK",
     "RC_MEMORY",
+    "RC_PROCESSES",
     "RC_TIMEOUT",
     "ExecLimits",
     "ExecResult",

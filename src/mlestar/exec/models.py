@@ -14,6 +14,8 @@ class ExecLimits(BaseModel):
     memory_mb: int = 8192  # address-space / cgroup style cap on the script and its children
     threads: int = 1  # OMP/MKL/OPENBLAS/LightGBM thread count
     network: bool = False  # False: cut network where the OS allows it, warn where it does not
+    processes: int = 1024  # processes and threads of the script at once (0: no cap)
+    disk_mb: int = 20480  # what the script may write into its own folder, and its largest file (0: no cap)
 
 
 class ScriptJob(BaseModel):
@@ -35,6 +37,8 @@ class ExecResult(BaseModel):
     peak_memory_mb: float = 0.0
     timed_out: bool = False
     memory_exceeded: bool = False
+    disk_exceeded: bool = False  # killed for writing more than its disk cap
+    processes_exceeded: bool = False  # killed for starting more processes and threads than its cap
     network_isolated: bool = False  # True when the script really ran without network
     cancelled: bool = False  # killed on request (Ctrl+C, stop), not for its own fault
     executor: str = "local"  # which executor ran it
@@ -52,6 +56,10 @@ class ExecResult(BaseModel):
             return "The script was cancelled before it finished."
         if self.memory_exceeded:
             return "The script was killed for exceeding its memory limit."
+        if self.disk_exceeded:
+            return "The script was killed for writing more to disk than its limit allows."
+        if self.processes_exceeded:
+            return "The script was killed for starting more processes and threads than its limit allows."
         if self.returncode != 0:
             return self.stderr[-limit:] or self.stdout[-limit:]
         if self.score is None:

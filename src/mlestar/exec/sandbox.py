@@ -1,136 +1,79 @@
-"""Running one generated script under a time limit, a memory limit and (where possible) no network.
+"""Running one generated script confined to its own folder, under limits of time, memory, processes
+and disk, without network where the OS allows.
 
 How a script is started::
 
-    [unshare --user --map-root-user --pid --fork --kill-child --mount-proc --net]   (when available)
-        python -I -S -c <LAUNCHER> ...                                                (always)
-            python script.py                                                          (the script)
+    bwrap ... (bubblewrap)  |  unshare ... (namespaces only)  |  nothing          (the best there is)
+        python -I -S -c <LAUNCHER> ...                                            (always)
+            python script.py                                                      (the script)
 
-* ``unshare`` puts the script into new namespaces. A PID namespace makes cleanup exact: when its
-  first process (the launcher) exits, the kernel kills every process left in it, including ones
-  that double-forked or called setsid. A network namespace has only a loopback device, so the
-  script cannot reach the host or the internet. Unprivileged users get both through a user
-  namespace (``--map-root-user``, like ``unshare -rn``). What works is found out once per process
-  by actually trying (:func:`isolation_support`).
-* The launcher (:mod:`mlestar.exec.launcher`, stdlib Python) works with or without namespaces.
-  It sets the memory rlimit inherited by everything the script starts, marks itself a child
-  subreaper (``PR_SET_CHILD_SUBREAPER``) so orphans of the script are re-parented to it rather
-  than to init, runs the script, and when the script ends kills and reaps everything still left.
-  It reports the script's own exit status to us over a pipe, so the namespaces in between never
-  blur it. It also holds the read end of a "lifeline" pipe: when we close our end, or die, it
-  kills the script.
-* With a private mount namespace the launcher also covers files the script must not read
-  (private answers, a development run's test file, the user's credential files such as
-  ~/.kaggle or ~/.aws) with an empty read-only tmpfs or /dev/null, for the script's eyes only.
-* This process watches the clock and the memory of the whole tree (psutil) and kills the tree
-  when a limit is passed.
+* **bubblewrap** (:mod:`mlestar.exec.isolation`) gives the script a read-only view of the whole
+  machine but for its ``working/`` and ``final/``, a private size-capped ``/tmp`` and ``/dev/shm``,
+  a minimal ``/dev`` (plus GPUs), covered private files (the answers, the run store, credential
+  files, the host's Unix sockets), new PID, IPC and (when the network is cut) network namespaces,
+  and no capabilities: root inside cannot write the competition data, the run, the Python
+  environment or the home folder, nor undo a mount.
+* Without bubblewrap, **unshare** makes the namespaces and the launcher does the same
+  confinement by hand inside the private mount namespace (``mount_setattr``, Linux 5.12); without
+  either, only the launcher's own protections hold (README, "Sandbox").
+* The launcher (:mod:`mlestar.exec.launcher`, stdlib Python) is the script's parent: the PID
+  namespace's init (or a child subreaper), so cleanup is exact even after double forks and setsid.
+  It sets the rlimits inherited by everything the script starts (memory, largest file, processes
+  inside a user namespace), drops every capability, reports the script's own exit status over a
+  pipe, and holds a "lifeline" pipe: when we close our end, or die, it kills the script.
+* This process watches the clock, the memory and the task count of the whole tree and what the
+  script wrote into its folders (:mod:`mlestar.exec.watch`) and kills the tree when a limit is
+  passed. Where a pids cgroup can be made (:mod:`mlestar.exec.cgroups`) the kernel refuses forks
+  past the process cap, for root too.
 
 Return codes in :class:`ExecResult`: the script's exit code; ``-N`` when a signal N that we did
 not send ended it (``-11`` segfault, ``-9`` the kernel's OOM killer...); :data:`RC_TIMEOUT` (124,
 as ``timeout(1)``) past the time limit; :data:`RC_MEMORY` (137, as an OOM kill reads in a shell)
-when the watcher killed it for memory; :data:`RC_CANCELLED` (130, as Ctrl+C) when cancelled.
+when the watcher killed it for memory, :data:`RC_PROCESSES` (137 too) for too many processes,
+:data:`RC_DISK` (153, as SIGXFSZ reads in a shell) for too much disk; :data:`RC_CANCELLED` (130,
+as Ctrl+C) when cancelled.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from mlestar.core.contract import last_score_value, score_from_value
+from mlestar.core.contract import FINAL_DIR, INPUT_DIR, WORKING_DIR, last_score_value, score_from_value
+from mlestar.exec.cgroups import PidsCgroup
 from mlestar.exec.environment import credential_paths, scrubbed_env
+from mlestar.exec.isolation import Confinement, Isolation, bwrap_command, isolation_support, sockets_to_cover
 from mlestar.exec.models import ExecLimits, ExecResult
 from mlestar.exec.output import omitted_marker, trim_output
+from mlestar.exec.watch import TreeWatch
 
 log = logging.getLogger(__name__)
 
 RC_TIMEOUT = 124
 RC_MEMORY = 137
+RC_PROCESSES = 137
+RC_DISK = 153
 RC_CANCELLED = 130
 
 OUTPUT_FILE_CAP = 20 * 1024 * 1024  # bytes kept on disk per stream; the rest is counted, not stored
 _KEEP_BYTES = 64 * 1024  # head and tail of each stream kept in memory for the trimmed text
 _LINE_KEEP = 4096  # the end of an unfinished line kept while looking for the score line
 _MIB = 1024 * 1024
+_SANDBOX_TASKS = 4  # bwrap or unshare, and the launcher's two threads, count against the process cap
 
 # The launcher's source, read once and passed to `python -I -S -c` (its docstring lists the arguments).
 _LAUNCHER = Path(__file__).with_name("launcher.py").read_text(encoding="utf-8")
-
-
-@dataclass(frozen=True)
-class Isolation:
-    """What the sandbox can do on this machine, for one network setting."""
-
-    prefix: tuple[str, ...] = ()  # command put before the launcher (empty: no namespaces)
-    pid_namespace: bool = False
-    network_namespace: bool = False
-    user_namespace: bool = False
-    mount_namespace: bool = False  # private mounts: files can be hidden from the script
-    reason: str = ""  # why namespaces are unavailable, when they are
-
-
-def _candidates(unshare: str, cut_network: bool, privileged: bool) -> list[list[str]]:
-    # Root can create namespaces directly; everyone else needs a user namespace, in which they are
-    # root (mapped to their own uid outside) and so may make the others.
-    users = [[], ["--user", "--map-root-user"]] if privileged else [["--user", "--map-root-user"]]
-    pids = [
-        ["--pid", "--fork", "--kill-child", "--mount-proc"],
-        ["--pid", "--fork", "--kill-child"],
-        [],
-    ]
-    net = ["--net"] if cut_network else []
-    result = []
-    for user in users:
-        for pid in pids:
-            if pid or net:
-                result.append([unshare, *user, *pid, *net])
-    return result
-
-
-@functools.cache
-def isolation_support(cut_network: bool = True, *, privileged: bool | None = None) -> Isolation:
-    """The strongest namespace setup that really works here (tried once, then cached).
-
-    ``privileged=False`` tries only what an unprivileged user could (for tests run as root).
-    """
-    if not sys.platform.startswith("linux"):
-        return Isolation(reason=f"namespaces are Linux-only (platform {sys.platform})")
-    if privileged is None:
-        privileged = os.geteuid() == 0
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return Isolation(reason="the `unshare` command (util-linux) is not installed")
-    last_error = ""
-    for candidate in _candidates(unshare, cut_network, privileged):
-        probe = [*candidate, sys.executable, "-I", "-S", "-c", ""]
-        try:
-            done = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            last_error = str(exc)
-            continue
-        if done.returncode == 0:
-            return Isolation(
-                prefix=tuple(candidate),
-                pid_namespace="--pid" in candidate,
-                network_namespace="--net" in candidate,
-                user_namespace="--user" in candidate,
-                mount_namespace="--mount-proc" in candidate,
-            )
-        last_error = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-        last_error = last_error[0]
-    return Isolation(reason=f"unshare failed: {last_error or 'unknown error'}")
 
 
 def data_limit_bytes(memory_mb: int) -> int:
@@ -217,48 +160,18 @@ class _Capture:
         return head_text + omitted_marker(omitted) + tail_text
 
 
-def _tree(root: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
-def _tree_rss(root: psutil.Process) -> int:
-    total = 0
-    for proc in _tree(root):
-        with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-    return total
-
-
-def _tree_pss(root: psutil.Process) -> int:
-    """Proportional set size of the tree: shared pages counted once, split among their users."""
-    total = 0
-    for proc in _tree(root):
-        with contextlib.suppress(psutil.Error, AttributeError):
-            total += proc.memory_full_info().pss
-    return total
-
-
-def _tree_memory(root: psutil.Process, limit: int) -> int:
-    # RSS is cheap but counts pages shared by forked workers (joblib, DataLoader) once per
-    # process; PSS is exact but walks every mapping. Pay for PSS only near the limit, so a
-    # script is never killed for memory it shares rather than uses.
-    rss = _tree_rss(root)
-    if limit <= 0 or rss <= limit:
-        return rss
-    pss = _tree_pss(root)
-    return pss if pss > 0 else rss
-
-
-def _kill_tree(proc: subprocess.Popen, root: psutil.Process) -> None:
+def _kill_tree(proc: subprocess.Popen, root: psutil.Process, pid_namespace: bool) -> None:
     """SIGKILL every descendant, then the top process.
 
-    The top process goes last: without a PID namespace it is the launcher, the subreaper that
-    catches (and kills) whatever forks while we are killing; killed first, its orphans would be
-    handed to init and escape.
+    With a PID namespace its init (the launcher, our child) goes first: the kernel then kills
+    everything in the namespace at once, however fast it forks. Without one the top process goes
+    last: it is the launcher, the subreaper that catches (and kills) whatever forks while we are
+    killing; killed first, its orphans would be handed to init and escape.
     """
+    if pid_namespace:
+        with contextlib.suppress(psutil.Error):
+            for child in root.children():
+                child.kill()
     for _ in range(50):
         try:
             alive = [p for p in root.children(recursive=True) if p.is_running()]
@@ -292,22 +205,56 @@ def _read_status(fd: int) -> tuple[int | None, float]:
 
 
 def _script_env(
-    workdir: Path, limits: ExecLimits, python: str, isolated: bool, extra_env: dict | None
+    workdir: Path,
+    limits: ExecLimits,
+    python: str,
+    isolation: Isolation,
+    isolated: bool,
+    extra_env: dict | None,
 ) -> dict[str, str]:
-    working = workdir / "working"
+    working = workdir / WORKING_DIR
     offline = (
         # Fail fast instead of retrying downloads for minutes inside a namespace with no route out.
         {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         if isolated
         else {}
     )
+    # Under bubblewrap the host's TMPDIR is read-only; the private /tmp is where temporary files go.
+    private_tmp = {"TMPDIR": "/tmp"} if isolation.mount_namespace else {}
     env = scrubbed_env(
-        limits.threads, {**offline, **(extra_env or {})}, home=working if working.is_dir() else workdir
+        limits.threads,
+        {**offline, **private_tmp, **(extra_env or {})},
+        home=working if working.is_dir() else workdir,
     )
     bin_dir = str(Path(python).parent)
     if bin_dir not in env["PATH"].split(os.pathsep):
         env["PATH"] = bin_dir + os.pathsep + env["PATH"]
     return env
+
+
+def _needed_paths(workdir: Path, python: str) -> list[Path]:
+    """What the script must still see when /tmp is made private: its folder, what its input links
+    lead to, and its Python (a virtual environment under /tmp included)."""
+    paths = [workdir]
+    input_dir = workdir / INPUT_DIR
+    if input_dir.exists():
+        paths.append(input_dir.resolve())
+        for folder, dirs, files in os.walk(input_dir.resolve()):
+            for name in dirs + files:
+                entry = Path(folder) / name
+                if entry.is_symlink():
+                    paths.append(entry.resolve())
+    interpreter = [Path(python).absolute().parent, Path(python).resolve().parent]
+    prefixes = {Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if p}
+    paths += interpreter + [p.resolve() for p in prefixes if p.is_dir()]
+    return paths
+
+
+def private_dir_bytes(limits: ExecLimits) -> int:
+    """The size cap of the script's private /tmp and /dev/shm (each): memory-backed, so at most half
+    the memory cap, and never more than the disk cap."""
+    caps = [mb for mb in (limits.disk_mb, limits.memory_mb // 2) if mb > 0]
+    return max(64, min(caps, default=1024)) * _MIB
 
 
 def _paths_to_hide(paths: Iterable[str | Path], keep: Iterable[str | Path]) -> list[str]:
@@ -328,12 +275,61 @@ def _paths_to_hide(paths: Iterable[str | Path], keep: Iterable[str | Path]) -> l
 _warned: set[str] = set()
 
 
-def _warn_once(message: str) -> None:
+def _warn_once(message: str) -> bool:
+    """Log ``message`` the first time only; True that first time."""
     if message not in _warned:
         _warned.add(message)
         log.warning(message)
-    else:
-        log.debug(message)
+        return True
+    log.debug(message)
+    return False
+
+
+def missing_protections(isolation: Isolation) -> str | None:
+    """One line naming what the sandbox cannot do here, or None when it holds fully."""
+    if not isolation.missing:
+        return None
+    return (
+        f"sandbox without {', '.join(isolation.missing)} ({isolation.reason or 'not supported here'}); "
+        "install bubblewrap for full isolation (README, 'Sandbox')"
+    )
+
+
+def _launcher_config(
+    limits: ExecLimits, isolation: Isolation, isolated: bool, hidden: list[str], plan: Confinement
+) -> dict:
+    by_hand = isolation.tool == "unshare" and isolation.mount_namespace
+    return {
+        "data_limit": data_limit_bytes(limits.memory_mb),
+        "file_limit": limits.disk_mb * _MIB,
+        "process_limit": limits.processes + _SANDBOX_TASKS if limits.processes > 0 else 0,
+        "loopback": isolated and isolation.tool == "unshare",  # bwrap brings the loopback up itself
+        "hidden": [*hidden, *map(str, sockets_to_cover(plan))] if by_hand else [],
+        "confine": (
+            {
+                "writable": [str(p) for p in plan.writable],
+                "keep": [str(p) for p in plan.keep],
+                "private_bytes": plan.private_bytes,
+            }
+            if by_hand
+            else None
+        ),
+        "drop_privileges": True,
+    }
+
+
+def _start_when_ready(proc: subprocess.Popen, lifeline_w: int, cgroup: PidsCgroup | None) -> None:
+    """Put the sandbox's processes into the script's cgroup, then let the launcher start the script.
+
+    The launcher waits for this byte before it forks the script, so everything the script starts
+    is born inside the cgroup; a process forked while we add its parent is listed by then.
+    """
+    if cgroup is not None:
+        cgroup.add([proc.pid])
+        with contextlib.suppress(psutil.Error):
+            cgroup.add(child.pid for child in psutil.Process(proc.pid).children(recursive=True))
+    with contextlib.suppress(OSError):  # the launcher may already be gone (it could not start)
+        os.write(lifeline_w, b"g")
 
 
 def run_script(
@@ -350,12 +346,13 @@ def run_script(
 ) -> ExecResult:
     """Run ``python script_name`` in ``workdir`` under ``limits``; see the module docstring.
 
-    ``namespaces=False`` skips unshare (the launcher alone keeps cleanup exact; the network is
-    not cut). ``cancel``, when set by another thread, kills the script (``cancelled=True``).
-    ``hide``: files or folders the script must not read (private answers, the run store, the test
-    file of a development run...); they are covered, together with the user's credential files,
-    where a private mount namespace exists, and a warning says so where it does not.
-    ``stdout.txt`` / ``stderr.txt`` in ``workdir`` get the full output (capped at 20 MB each).
+    ``namespaces=False`` skips bubblewrap and unshare (the launcher alone keeps cleanup exact; the
+    network is not cut, the filesystem not confined). ``cancel``, when set by another thread, kills
+    the script (``cancelled=True``). ``hide``: files or folders the script must not read (private
+    answers, the run store, the test file of a development run...); they are covered, together with
+    the user's credential files, where a private mount namespace exists, and a warning says so
+    where it does not. ``stdout.txt`` / ``stderr.txt`` in ``workdir`` get the full output (capped
+    at 20 MB each).
     """
     workdir = Path(workdir).resolve()
     if not (workdir / script_name).is_file():
@@ -373,9 +370,12 @@ def run_script(
         )
         warnings.append(message)
         _warn_once(message)
+    missing = missing_protections(isolation)
+    if missing and namespaces and _warn_once(missing):
+        warnings.append(missing)
 
     # Never cover what the script needs to start: its folder, its input, its interpreter and venv.
-    keep = [workdir, workdir / "input", python, Path(python).absolute().parent, sys.executable, sys.prefix]
+    keep = [workdir, workdir / INPUT_DIR, python, Path(python).absolute().parent, sys.executable, sys.prefix]
     explicit = _paths_to_hide(hide, keep)
     hidden = explicit + [p for p in _paths_to_hide(credential_paths(), keep) if p not in explicit]
     if not isolation.mount_namespace:
@@ -389,22 +389,34 @@ def run_script(
             _warn_once("credential files under your home directory stay readable by scripts: "
                        "no private mount namespace")  # fmt: skip
         hidden = []
+    outputs = (workdir / WORKING_DIR, workdir / FINAL_DIR)
+    plan = Confinement(
+        workdir=workdir,
+        writable=tuple(folder for folder in outputs if folder.is_dir() and not folder.is_symlink()),
+        keep=tuple(_needed_paths(workdir, python)),
+        hidden=tuple(Path(p) for p in hidden),
+        private_bytes=private_dir_bytes(limits),
+    )
+    prefix = list(isolation.prefix)
+    if isolation.tool == "bwrap":
+        prefix = bwrap_command(isolation, plan, cut_network)
 
     status_r, status_w = os.pipe()
     lifeline_r, lifeline_w = os.pipe()
+    config = _launcher_config(limits, isolation, isolated, hidden, plan)
     command = [
-        *isolation.prefix,
+        *prefix,
         sys.executable, "-I", "-S", "-c", _LAUNCHER,
-        str(status_w), str(lifeline_r), str(data_limit_bytes(limits.memory_mb)), str(int(isolated)),
-        "\n".join(hidden),
+        str(status_w), str(lifeline_r), json.dumps(config),
         "--", python, script_name,
     ]  # fmt: skip
+    cgroup = PidsCgroup.create(limits.processes + _SANDBOX_TASKS) if limits.processes > 0 else None
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
             command,
             cwd=workdir,
-            env=_script_env(workdir, limits, python, isolated, extra_env),
+            env=_script_env(workdir, limits, python, isolation, isolated, extra_env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -414,38 +426,44 @@ def run_script(
     except BaseException:
         for fd in (status_r, status_w, lifeline_r, lifeline_w):
             os.close(fd)
+        if cgroup is not None:
+            cgroup.remove()
         raise
     os.close(status_w)
     os.close(lifeline_r)
 
     root = psutil.Process(proc.pid)
-    limit_bytes = limits.memory_mb * _MIB
+    watch = TreeWatch(
+        root,
+        memory_mb=limits.memory_mb,
+        tasks=limits.processes + _SANDBOX_TASKS if limits.processes > 0 else 0,
+        disk_mb=limits.disk_mb,
+        folders=list(plan.writable),
+        cgroup=cgroup,
+    )
     deadline = started + limits.timeout_s
-    peak = 0
     stop_reason = None
     captures: list[_Capture] = []
     try:
         captures.append(_Capture(proc.stdout, workdir / "stdout.txt", OUTPUT_FILE_CAP))
         captures.append(_Capture(proc.stderr, workdir / "stderr.txt", OUTPUT_FILE_CAP))
+        _start_when_ready(proc, lifeline_w, cgroup)
         while True:
             try:
                 proc.wait(timeout=max(0.0, min(poll_interval, deadline - time.monotonic())))
                 break
             except subprocess.TimeoutExpired:
                 pass
-            used = _tree_memory(root, limit_bytes)
-            peak = max(peak, used)
-            if limits.memory_mb > 0 and used > limit_bytes:
-                stop_reason = "memory"
-            elif time.monotonic() >= deadline:
+            stop_reason = watch.check()
+            if stop_reason is None and time.monotonic() >= deadline:
                 stop_reason = "timeout"
-            elif cancel is not None and cancel.is_set():
+            elif stop_reason is None and cancel is not None and cancel.is_set():
                 stop_reason = "cancel"
             if stop_reason:
-                _kill_tree(proc, root)
+                _kill_tree(proc, root, isolation.pid_namespace)
                 break
     except BaseException:
-        _kill_tree(proc, root)  # KeyboardInterrupt in the calling thread, unwritable workdir...
+        _kill_tree(proc, root, isolation.pid_namespace)  # KeyboardInterrupt in the calling thread...
         raise
     finally:
         os.close(lifeline_w)  # tells the launcher to clean up, if it has not yet
@@ -456,6 +474,8 @@ def run_script(
         for capture in captures:
             capture.thread.join(timeout=5)
         status_code, launcher_peak_mb = _read_status(status_r)
+        if cgroup is not None:
+            cgroup.remove()
     if any(capture.thread.is_alive() for capture in captures):
         warnings.append("a process of the script kept its output open after the script ended")
         _warn_once(warnings[-1])
@@ -467,23 +487,37 @@ def run_script(
         stderr=captures[1].text(2000, 8000),
         score=score_from_value(captures[0].score_value),
         wall_s=round(wall_s, 3),
-        peak_memory_mb=round(max(peak / _MIB, launcher_peak_mb), 1),
+        peak_memory_mb=round(max(watch.peak_memory / _MIB, launcher_peak_mb), 1),
         network_isolated=isolated,
         warnings=warnings,
     )
-    if stop_reason == "timeout":
-        result.returncode, result.timed_out = RC_TIMEOUT, True
-    elif stop_reason == "memory":
-        result.returncode, result.memory_exceeded = RC_MEMORY, True
-        result.peak_memory_mb = max(result.peak_memory_mb, round(peak / _MIB, 1))
-    elif stop_reason == "cancel":
-        result.returncode, result.cancelled = RC_CANCELLED, True
-    elif result.returncode != 0 and any(
-        marker in result.stderr for marker in ("MemoryError", "std::bad_alloc", "Cannot allocate memory")
-    ):
-        result.warnings.append(f"the script ran out of memory (limit {limits.memory_mb} MB)")
+    _apply_stop_reason(result, stop_reason, limits, watch)
     log.debug(
         "script %s/%s: rc=%s wall=%.1fs peak=%.0fMB score=%s",
         workdir.name, script_name, result.returncode, result.wall_s, result.peak_memory_mb, result.score,
     )  # fmt: skip
     return result
+
+
+def _apply_stop_reason(result: ExecResult, reason: str | None, limits: ExecLimits, watch: TreeWatch) -> None:
+    if reason == "timeout":
+        result.returncode, result.timed_out = RC_TIMEOUT, True
+    elif reason == "memory":
+        result.returncode, result.memory_exceeded = RC_MEMORY, True
+        result.peak_memory_mb = max(result.peak_memory_mb, round(watch.peak_memory / _MIB, 1))
+    elif reason == "processes":
+        result.returncode, result.processes_exceeded = RC_PROCESSES, True
+        result.warnings.append(f"the script started more than {limits.processes} processes and threads")
+    elif reason == "disk":
+        result.returncode, result.disk_exceeded = RC_DISK, True
+        result.warnings.append(
+            f"the script wrote {watch.disk_used / _MIB:.0f} MB into its folder (limit {limits.disk_mb} MB)"
+        )
+    elif reason == "cancel":
+        result.returncode, result.cancelled = RC_CANCELLED, True
+    elif result.returncode != 0 and any(
+        marker in result.stderr for marker in ("MemoryError", "std::bad_alloc", "Cannot allocate memory")
+    ):
+        result.warnings.append(f"the script ran out of memory (limit {limits.memory_mb} MB)")
+    elif result.returncode != 0 and "File too large" in result.stderr:
+        result.warnings.append(f"the script wrote a file larger than its disk limit ({limits.disk_mb} MB)")

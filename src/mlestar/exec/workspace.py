@@ -118,3 +118,17 @@ def prepare_script_dir(script_dir: Path, code: str, input_dir: Path) -> Path:
     for name in ("stdout.txt", "stderr.txt"):
         (script_dir / name).unlink(missing_ok=True)
     return script_dir
+
+
+def unsafe_output(path: Path) -> str | None:
+    """Why a file a script handed back must not be read (a symbolic link could lead to any file of
+    the machine, a FIFO would block, a device never ends), or None for a plain file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(mode):
+        return f"{path.name} is a symbolic link, not a file"
+    if not stat.S_ISREG(mode):
+        return f"{path.name} is not a regular file"
+    return None

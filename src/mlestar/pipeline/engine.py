@@ -319,6 +319,8 @@ class Engine:
             memory_mb=self.settings.resolved_memory_mb(),
             threads=self.settings.resolved_threads(),
             network=self.settings.network,
+            processes=self.settings.max_processes,
+            disk_mb=self.settings.disk_mb,
         )
         job = ScriptJob(workdir=script_dir, limits=limits, hide=self._hidden(final))
         skipped = script.info.get(SKIPPED)

@@ -34,6 +34,7 @@ from mlestar.core.events import EventType
 from mlestar.core.records import SearchResult
 from mlestar.core.steps import Agent, Phase, Step
 from mlestar.errors import AllCandidatesFailed, InvalidSubmission
+from mlestar.exec.workspace import unsafe_output
 from mlestar.grading import validate_submission
 from mlestar.pipeline.engine import Engine
 
@@ -459,6 +460,9 @@ def submission_validator(engine: Engine) -> Callable[[Path], str | None]:
 
     def validate(script_dir: Path) -> str | None:
         path = script_dir / FINAL_DIR / SUBMISSION_NAME
+        unsafe = unsafe_output(path)
+        if unsafe is not None:
+            return f"./{FINAL_DIR}/{SUBMISSION_NAME} cannot be used: {unsafe}"
         if not path.exists():
             return f"The final script did not write ./{FINAL_DIR}/{SUBMISSION_NAME}"
         try:

@@ -13,9 +13,11 @@ import re
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,9 @@ from mlestar.core.events import Event, EventBus, EventType
 from mlestar.core.records import SearchResult
 from mlestar.core.steps import Phase, Step
 from mlestar.core.task import ColumnProfile, DataFile, FileRole, Task
-from mlestar.errors import AllCandidatesFailed, BudgetExhausted, MlestarError
+from mlestar.errors import AllCandidatesFailed, BudgetExhausted, MlestarError, TaskError
 from mlestar.exec.pool import Executor, LocalExecutor
-from mlestar.exec.workspace import build_input_dir
+from mlestar.exec.workspace import build_input_dir, make_writable
 from mlestar.pipeline import phases
 from mlestar.pipeline.budget import Budget
 from mlestar.pipeline.control import ControlWatcher, install_signal_handlers
@@ -37,6 +39,7 @@ from mlestar.settings import Settings
 from mlestar.store import Control, NodeStatus, RunStatus, RunStore, open_run
 from mlestar.task import load_task
 from mlestar.task.profile import profile_columns, read_table_sample, table_format
+from mlestar.task.sanity import readable_by_scripts
 from mlestar.task.views import input_view, private_paths
 
 EventListener = Callable[[Event], None]
@@ -157,37 +160,86 @@ def create_run(
     target: str | None = None,
     id_column: str | None = None,
 ) -> RunStore:
-    """Read the competition, create the run folder, its fixed split and input views. Nothing runs yet."""
+    """Read the competition, create the run folder, its fixed split and input views. Nothing runs yet.
+
+    The folder is built under a hidden name and renamed into place at the end, so a failure (bad
+    data found by the split, Ctrl+C, a full disk) never leaves a half-made run behind.
+    """
     task = load_task(competition, metric=metric, target=target, id_column=id_column)
     run_id = run_id or new_run_id(task.name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id):
         raise MlestarError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-'")
-    run_dir = Path(settings.runs_dir).resolve() / run_id
+    runs_dir = _runs_dir(Path(settings.runs_dir))
+    run_dir = runs_dir / run_id
     if run_dir.exists():
         raise MlestarError(f"run {run_id} already exists in {run_dir.parent}; use `mlestar resume {run_id}`")
+    views = {DEV_INPUT: input_view(task, final=False), FINAL_INPUT: input_view(task, final=True)}
+    for source, _inside in views[FINAL_INPUT].links:
+        if not readable_by_scripts(source):
+            raise TaskError(
+                f"{source.name} cannot be read by the scripts, which run without root's privileges: "
+                f"make it readable (chmod a+r {source})"
+            )
     report = data_report(task)
-    store = RunStore.create(
-        run_dir,
-        meta={
-            "task": task.model_dump(mode="json"),
-            "config": settings.run_values(),
-            "brain": settings.brain_name,
-            "competition_path": str(Path(competition).resolve()),
-            "data_report": report,
-            "active_s": 0.0,
-        },
-    )
-    folds = write_folds(
-        task,
-        run_dir / FOLDS_PATH,
-        seed=settings.seed,
-        n_folds=settings.n_folds,
-        dev_max_rows=settings.dev_max_rows,
-    )
-    build_input_dir(run_dir / DEV_INPUT, input_view(task, final=False).links, folds_csv=folds)
-    build_input_dir(run_dir / FINAL_INPUT, input_view(task, final=True).links, folds_csv=folds)
-    store.set_meta("context", brain_context(task, settings, run_dir, report).model_dump(mode="json"))
-    return store
+    with _staging(runs_dir, run_id) as staging:
+        store = RunStore.create(
+            staging,
+            meta={
+                "run_id": run_id,
+                "task": task.model_dump(mode="json"),
+                "config": settings.run_values(),
+                "brain": settings.brain_name,
+                "competition_path": str(Path(competition).resolve()),
+                "data_report": report,
+                "active_s": 0.0,
+            },
+        )
+        with store:
+            folds = write_folds(
+                task,
+                staging / FOLDS_PATH,
+                seed=settings.seed,
+                n_folds=settings.n_folds,
+                dev_max_rows=settings.dev_max_rows,
+            )
+            for folder, view in views.items():
+                build_input_dir(staging / folder, view.links, folds_csv=folds)
+            store.set_meta("context", brain_context(task, settings, staging, report).model_dump(mode="json"))
+        try:
+            staging.rename(run_dir)
+        except OSError as exc:
+            raise MlestarError(f"cannot create the run folder {run_dir}: {exc.strerror}") from None
+    return RunStore(run_dir)
+
+
+def _runs_dir(path: Path) -> Path:
+    """The folder holding the runs, made if needed; one clear error when it cannot be."""
+    path = path.expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise MlestarError(f"cannot use {path} as the runs folder: it is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MlestarError(f"cannot use {path} as the runs folder: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise MlestarError(f"cannot use {path} as the runs folder: it is not writable")
+    return path
+
+
+@contextmanager
+def _staging(runs_dir: Path, run_id: str) -> Iterator[Path]:
+    """A hidden folder next to the runs (``mlestar ls`` skips it), removed unless renamed away."""
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".creating", dir=runs_dir))
+    except OSError as exc:
+        raise MlestarError(f"cannot create a run in {runs_dir}: {exc.strerror}") from None
+    try:
+        yield staging
+    finally:
+        if staging.exists():
+            for folder in (DEV_INPUT, FINAL_INPUT):
+                make_writable(staging / folder)
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def make_brain(settings: Settings, store: RunStore | None = None, bus: EventBus | None = None) -> Brain:

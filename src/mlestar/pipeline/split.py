@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
 from mlestar.core.task import Task, TaskType
 from mlestar.errors import TaskError
@@ -30,6 +29,10 @@ def _read_train_columns(task: Task, columns: list[str]) -> pd.DataFrame:
 
 
 def _assign_folds(frame: pd.DataFrame, task: Task, seed: int, n_folds: int) -> np.ndarray:
+    # Imported here: scikit-learn takes seconds to import, and a command that fails on its input
+    # (or only lists runs) should answer without paying for it.
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+
     n = len(frame)
     folds = np.zeros(n, dtype=int)
     if task.time_column and task.time_column in frame:

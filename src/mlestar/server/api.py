@@ -37,6 +37,7 @@ REPORT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; s
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=ERRORS)
 RunId = Annotated[str, "run id"]
+MAX_SEQ = 2**63 - 1  # SQLite's largest integer: a larger ``after`` cannot even be compared
 
 
 def service(request: Request) -> RunService:
@@ -142,7 +143,7 @@ def get_node(
 def list_events(
     run_id: RunId,
     svc: Service,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> list[Event]:
     return svc.events(run_id, after, limit)
@@ -159,7 +160,7 @@ async def stream_events(
     run_id: RunId,
     request: Request,
     svc: Service,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     if svc.folder(run_id) is None and not svc.launcher.alive(run_id):

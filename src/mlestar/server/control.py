@@ -33,9 +33,13 @@ class RunControl:
         self._spawn_lock = threading.Lock()
 
     def start(self, request: StartRun) -> StartedRun:
-        competition = Path(request.competition).expanduser().resolve()
-        if not competition.is_dir():
-            raise bad_request(f"competition folder not found: {request.competition}")
+        try:
+            competition = Path(request.competition).expanduser().resolve()
+            found = competition.is_dir()
+        except (OSError, RuntimeError, ValueError):  # a name too long, a symlink loop, a NUL byte
+            found = False
+        if not found:
+            raise bad_request(f"competition folder not found: {request.competition[:300]}")
         llm = self._llm_spec(request.brain)
         config = self._config(request)
         run_id = request.run_id or new_run_id(competition)

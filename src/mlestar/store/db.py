@@ -463,6 +463,8 @@ def list_runs(runs_dir: Path | str) -> list[RunSummary]:
         return []
     summaries = []
     for db in runs_dir.glob(f"*/{DB_NAME}"):
+        if db.parent.name.startswith("."):  # a run still being created (or whose creation died)
+            continue
         try:
             with RunStore(db.parent) as store:
                 summaries.append(store.summary())

@@ -37,6 +37,7 @@ from mlestar.task.profile import (
     sort_labels,
     table_format,
 )
+from mlestar.task.sanity import check_learnable, check_shared_features, check_test_table
 
 CONFIG_NAMES = ("task.yaml", "task.yml")
 CONFIG_KEYS = (
@@ -463,6 +464,13 @@ def _is_bookkeeping(path: Path) -> bool:
     return path.is_file() and (name in _BOOKKEEPING_NAMES or name.endswith(_BOOKKEEPING_SUFFIXES))
 
 
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13 reports a symlink loop so
+        raise TaskError(f"{path.name} is a loop of symbolic links") from None
+
+
 def _locate(layout: _Layout, config: dict[str, Any]) -> _Located:
     private = layout.private_dir.resolve() if layout.private_dir else None
     entries = sorted(
@@ -471,7 +479,7 @@ def _locate(layout: _Layout, config: dict[str, Any]) -> _Located:
         if not p.name.startswith(".")
         and p.name.lower() not in CONFIG_NAMES
         and not _is_bookkeeping(p)
-        and (private is None or p.resolve() != private)
+        and (private is None or _resolved(p) != private)
         and p.name != "prepared"
     )
     tables = [p for p in entries if p.is_file() and table_format(p)]
@@ -639,6 +647,8 @@ def load_task(
             train, targets, proba_classes, named_metric, found.train.name
         )
         classes = _classes(train, targets, proba_classes, task_type)
+        if len(targets) == 1:
+            check_learnable(train, targets, found.train.name)
     submission_kind, chosen_metric = _submission_format(
         task_type, named_metric, sample, targets, bool(proba_classes)
     )
@@ -656,6 +666,10 @@ def load_task(
     features, text_columns, categorical_columns = _feature_lists(
         columns, train, excluded, tables.test_columns
     )
+    if tables.test is not None and found.test is not None:
+        check_test_table(tables.test.frame, tables.test.rows, found.test.name, id_col)
+        check_shared_features(_feature_lists(columns, train, excluded, None)[0], tables.test_columns or [],
+                              found.test.name)  # fmt: skip
 
     files = _files(layout, found, tables)
     answers = _answers_file(layout, config)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from mlestar.core.task import ColumnProfile
 from mlestar.errors import TaskError
+from mlestar.task.sanity import check_header, check_text_file
 
 FULL_READ_BYTES = 24 * 2**20  # read exactly below this size
 SAMPLE_BYTES = 8 * 2**20  # head of a larger file used for profiling and the row estimate
@@ -153,6 +154,11 @@ def read_table_sample(path: Path) -> TableSample:
         size = path.stat().st_size
     except OSError as exc:
         raise TaskError(f"cannot read {path}: {_first_line(exc)}") from None
+
+    if fmt in ("csv", "tsv", "jsonl") and not _compressed(path):
+        check_text_file(path)
+        if fmt != "jsonl":
+            check_header(path, "\t" if fmt == "tsv" else ",")
 
     if fmt == "parquet":
         try:

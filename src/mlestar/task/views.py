@@ -102,6 +102,9 @@ def private_paths(task: Task, *, final: bool) -> list[Path]:
     sample submission (reachable from ``input/train.csv`` by following the link to data_dir).
     """
     paths = [Path(task.answers_file)] if task.answers_file is not None else []
+    folder = _answers_folder(task)
+    if folder is not None:  # covered as a whole, so that not even its file names can be listed
+        paths.append(folder)
     paths += [f.path if Path(f.path).is_absolute() else task.data_path(f.path)
               for f in task.files if f.role == FileRole.ANSWERS]  # fmt: skip
     if not final:
@@ -111,3 +114,20 @@ def private_paths(task: Task, *, final: bool) -> list[Path]:
     for path in paths:
         unique.setdefault(os.path.abspath(path), Path(os.path.abspath(path)))
     return list(unique.values())
+
+
+def _answers_folder(task: Task) -> Path | None:
+    """The folder of the private answers, when it holds nothing a script may see (``private/``)."""
+    if task.answers_file is None:
+        return None
+    folder = Path(os.path.abspath(task.answers_file)).parent
+    data_dir = Path(os.path.abspath(task.data_dir))
+    if folder == data_dir or folder in data_dir.parents:
+        return None
+    for data_file in task.files:
+        # Only files inside the data folder are ever linked (see _locate).
+        public = Path(os.path.normpath(data_dir / data_file.path))
+        linked = data_file.role in _PUBLIC_ROLES and data_dir in public.parents
+        if linked and folder in (public, *public.parents):
+            return None
+    return folder
