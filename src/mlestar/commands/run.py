@@ -100,7 +100,7 @@ def _print_result(result: Any) -> None:
             console.print(f"{label}: {path}")
 
 
-@with_settings("method", "checks", "resources", "data", "llm", "storage")
+@with_settings("method", "checks", "resources", "data", "llm", "storage", "cluster")
 def run_command(
     competition: Annotated[Path, typer.Argument(help="competition folder (plain or MLE-bench prepared)")],
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of settings")] = None,
@@ -125,7 +125,7 @@ def run_command(
     _exit_for(result.status, result.stop_reason)
 
 
-@with_settings("storage")
+@with_settings("storage", "cluster")
 def resume_command(
     run_id: Annotated[str, typer.Argument(help="run id (or unique prefix) or run folder")],
     time_limit: Annotated[
@@ -138,7 +138,7 @@ def resume_command(
     from mlestar.pipeline import resume
 
     with ProgressView(live=console.is_terminal, time_limit_s=None) as view:
-        result = resume(run_id, runs_dir=_runs_dir(overrides), time_limit_s=time_limit, listeners=[view])
+        result = resume(run_id, time_limit_s=time_limit, listeners=[view], **overrides)
     _print_result(result)
     _exit_for(result.status, result.stop_reason)
 
@@ -151,8 +151,9 @@ def _runs_dir(overrides: dict[str, Any]) -> Path:
 
 def _exit_for(status: RunStatus, stop_reason: str | None) -> None:
     if status == RunStatus.STOPPED:
-        # A budget stop is a normal end (the best submission is there); a user stop is an interrupt.
-        raise typer.Exit(0 if stop_reason == "budget" else 130)
+        # A budget stop is a normal end (the best submission is there); a user stop is an interrupt;
+        # an executor that kept failing asks for a later try (75, EX_TEMPFAIL).
+        raise typer.Exit({"budget": 0, "infrastructure": 75}.get(stop_reason or "", 130))
     if status != RunStatus.FINISHED:
         raise typer.Exit(1)
 
