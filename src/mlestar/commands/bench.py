@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+
+from mlestar.commands.options import with_settings
 
 console = Console()
 err_console = Console(stderr=True)
 
 
+@with_settings("cluster")
 def bench_command(
     suite: Annotated[Path, typer.Argument(help="folder of competition folders")],
     time_limit: Annotated[float, typer.Option("--time-limit", help="wall-clock budget per run, in seconds")],
@@ -25,10 +28,13 @@ def bench_command(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file passed to each run")] = None,
     only: Annotated[str, typer.Option("--only", help="comma-separated competition names (default: all)")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON instead of a table")] = False,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Run mlestar on every competition of SUITE for each seed, grade on private answers, tabulate.
 
     Resumable: complete runs already in OUT/bench.json are kept; stopped or crashed runs are resumed.
+    With --executor ray, every run is a Ray task on the cluster, as many at once as it holds.
     """
     from mlestar.bench.suite import BenchPlan, SeedResult, rich_table, run_suite, score_text
 
@@ -43,7 +49,23 @@ def bench_command(
         )
 
     names = [name.strip() for name in only.split(",") if name.strip()]
-    results, rows = run_suite(suite, settings, out, only=names, progress=progress)
+    runner = _cluster_runner(suite, out, config, overrides)
+    if runner is None:
+        results, rows = run_suite(suite, settings, out, only=names, progress=progress)
+    else:
+        for note in runner.notes:
+            err_console.print(note, highlight=False, soft_wrap=True)
+        err_console.print(f"Ray: up to {runner.slots} runs at once, {runner.cpus} CPUs each", highlight=False)
+        try:
+            results, rows = run_suite(
+                suite, settings, out, only=names, progress=progress, runner=runner, parallel=runner.slots
+            )
+        except KeyboardInterrupt:
+            err_console.print("stopping the runs on the cluster (they stay resumable)...")
+            runner.cancel_all()
+            raise typer.Exit(130) from None
+        finally:
+            runner.close()
     if as_json:
         shown = {r.competition for r in rows}
         payload = {
@@ -56,6 +78,26 @@ def bench_command(
     console.print(rich_table(rows, title=f"mlestar bench: {suite.name} ({seeds} seed{'s' * (seeds != 1)}, "
                                          f"{time_limit:g}s each)"))
     console.print(f"results in {out.resolve()} (bench.json, bench.csv)")
+
+
+def _cluster_runner(suite: Path, out: Path, config: Path | None, overrides: dict[str, Any]) -> Any:
+    """The Ray runner when ``--executor ray`` was asked for (None: runs go one by one, locally)."""
+    from mlestar.settings import Settings
+
+    chosen = Settings.load(config if config and config.is_file() else None, **overrides)
+    if chosen.executor != "ray":
+        return None
+    from mlestar.bench.ray_runner import RayRunner
+
+    out.mkdir(parents=True, exist_ok=True)
+    shared = [out, suite] + ([config.resolve().parent] if config else [])
+    return RayRunner(
+        chosen.ray_address,
+        workers=chosen.resolved_workers(),
+        threads=chosen.resolved_threads(),
+        shared=shared,
+        retries=chosen.infra_retries,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -143,6 +143,24 @@ def resume_command(
     _exit_for(result.status, result.stop_reason)
 
 
+@with_settings("storage")
+def stop_command(
+    run_id: Annotated[str, typer.Argument(help="run id (or unique prefix) or run folder")],
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Stop a running run, as the web UI's stop does: its scripts are killed, it stays resumable."""
+    from mlestar.errors import MlestarError
+    from mlestar.store import Control
+
+    with open_run(_runs_dir(overrides), run_id) as store:
+        status = store.status
+        if status not in (RunStatus.RUNNING, RunStatus.PAUSED):
+            raise MlestarError(f"run {store.run_id} is not running (status {status.value})")
+        store.request(Control.STOP)
+        console.print(f"stop requested for {store.run_id}: its scripts are cancelled within a second or two")
+
+
 def _runs_dir(overrides: dict[str, Any]) -> Path:
     from mlestar.settings import Settings
 
@@ -220,5 +238,6 @@ def show_command(
 def register(app: typer.Typer) -> None:
     app.command("run")(run_command)
     app.command("resume")(resume_command)
+    app.command("stop")(stop_command)
     app.command("ls")(ls_command)
     app.command("show")(show_command)

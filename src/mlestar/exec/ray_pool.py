@@ -126,16 +126,61 @@ def blind_spot(workdir: Path) -> str | None:
     return None
 
 
-def _probe(workdir: str, token_file: str, token: str) -> tuple[str, str | None]:
-    """(this node, why it does not share the run folder or None)."""
+def _probe(tokens: dict[str, str], folders: list[str], workdir: str | None) -> tuple[str, str | None]:
+    """(this node, why it does not see what the driver sees, or None): every token file with its
+    token, every folder, and the script folder ``workdir`` with its inputs."""
     node = _this_node()["node_id"]
+    for path, token in tokens.items():
+        try:
+            seen = Path(path).read_text(encoding="utf-8")
+        except OSError:
+            seen = None
+        if seen != token:
+            return node, f"{path} is not visible here"
+    for folder in folders:
+        if not Path(folder).is_dir():
+            return node, f"{folder} is not visible here"
+    return node, blind_spot(Path(workdir)) if workdir else None
+
+
+def probe_nodes(
+    folders: list[Path], workdir: Path | None = None, timeout: float = PROBE_TIMEOUT_S
+) -> tuple[int, list[str]]:
+    """(alive nodes, what some of them do not see): whether every node of the connected cluster
+    sees ``folders`` (a token file is written into the first one and looked for) and the script
+    folder ``workdir`` at the same paths as this process."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    token = secrets.token_hex(16)
+    token_file = folders[0] / PROBE_FILE
+    token_file.write_text(token, encoding="utf-8")
+    probe = ray.remote(max_retries=0)(_probe)
     try:
-        seen = Path(token_file).read_text(encoding="utf-8")
-    except OSError:
-        seen = None
-    if seen != token:
-        return node, f"{token_file} is not visible here"
-    return node, blind_spot(Path(workdir))
+        nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+        refs = [
+            probe.options(
+                num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+            ).remote(
+                {str(token_file): token}, [str(f) for f in folders[1:]], str(workdir) if workdir else None
+            )
+            for node in nodes
+        ]
+        ready, late = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        for ref in late:
+            ray.cancel(ref, force=True)
+        answers = []
+        for ref in ready:
+            try:
+                answers.append(ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - a node that cannot answer does not see it
+                answers.append(("?", first_line(exc)))
+    finally:
+        token_file.unlink(missing_ok=True)
+    blind = [f"node {node[:12]}: {why}" for node, why in answers if why is not None]
+    if late:
+        blind.append(f"{len(late)} node(s) did not answer within {timeout:.0f}s")
+    return len(nodes), blind
 
 
 def _run_task(
@@ -216,7 +261,6 @@ class RayExecutor:
         self._owns_ray = connect(address, **init_kwargs)
         self.shared_fs = shared_fs
         self._run_remote = self._ray.remote(max_retries=0)(_run_task)
-        self._probe_remote = self._ray.remote(max_retries=0)(_probe)
         self._lock = threading.Lock()  # the jobs, their refs and the closed flag
         self._setup_lock = threading.Lock()  # probing and packing: once per run folder and view
         self._jobs: dict[Future[ExecResult], _Job] = {}
@@ -357,39 +401,13 @@ class RayExecutor:
 
     def _probe(self, workdir: Path) -> bool:
         """Whether every alive node sees ``workdir`` (its script and its inputs) where we do."""
-        token = secrets.token_hex(16)
-        token_file = workdir.parent / PROBE_FILE
-        token_file.write_text(token, encoding="utf-8")
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as strategy
-
-        try:
-            nodes = [n["NodeID"] for n in self._ray.nodes() if n.get("Alive")]
-            refs = [
-                self._probe_remote.options(
-                    num_cpus=0, scheduling_strategy=strategy(node_id=node, soft=False)
-                ).remote(str(workdir), str(token_file), token)
-                for node in nodes
-            ]
-            ready, late = self._ray.wait(refs, num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
-            for ref in late:
-                self._cancel(ref, force=True)
-            answers = []
-            for ref in ready:
-                try:
-                    answers.append(self._ray.get(ref))
-                except Exception as exc:  # noqa: BLE001 - a node that cannot answer does not share
-                    answers.append(("?", first_line(exc)))
-        finally:
-            token_file.unlink(missing_ok=True)
-        blind = [f"node {node[:12]}: {why}" for node, why in answers if why is not None]
-        if late:
-            blind.append(f"{len(late)} node(s) did not answer within {PROBE_TIMEOUT_S:.0f}s")
+        nodes, blind = probe_nodes([workdir.parent], workdir)
         if blind:
             self._note(
-                f"scripts are shipped to the Ray workers ({len(nodes)} nodes) because not every node "
+                f"scripts are shipped to the Ray workers ({nodes} nodes) because not every node "
                 f"sees the run folder: {'; '.join(blind[:3])}"
             )
-        return not blind and bool(nodes)
+        return not blind and nodes > 0
 
     def _shipped_input(self, workdir: Path) -> tuple[str, Any]:
         view = (workdir / INPUT_DIR).resolve()
