@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mlestar.errors import MlestarError
-from mlestar.exec.ray_pool import connect, first_line, import_ray, probe_nodes
+from mlestar.exec.ray_pool import connect, first_line, import_ray, interruptible, probe_nodes
 from mlestar.store import RunStatus, RunStore
 from mlestar.store.db import DB_NAME
 
@@ -54,6 +54,7 @@ def _end(proc: subprocess.Popen) -> None:
 
 def run_command(argv: list[str], timeout: float) -> tuple[int, str]:
     """On the worker: one ``mlestar`` command, its exit code and its last line of output."""
+    interruptible()
     if argv[1:3] == ["-m", "mlestar"]:
         argv = [sys.executable, *argv[1:]]  # this node's Python, wherever the driver's lives
     proc = subprocess.Popen(

@@ -45,7 +45,7 @@ def bench_command(
         note = "already done" if skipped else f"{result.wall_s:,.0f}s"
         err_console.print(
             f"{result.competition} seed {result.seed}: {result.metric or '?'} {shown} [{note}]",
-            highlight=False, soft_wrap=True,
+            highlight=False, soft_wrap=True, markup=False,  # "[already done]" is text, not markup
         )
 
     names = [name.strip() for name in only.split(",") if name.strip()]
@@ -54,7 +54,7 @@ def bench_command(
         results, rows = run_suite(suite, settings, out, only=names, progress=progress)
     else:
         for note in runner.notes:
-            err_console.print(note, highlight=False, soft_wrap=True)
+            err_console.print(note, highlight=False, soft_wrap=True, markup=False)
         err_console.print(f"Ray: up to {runner.slots} runs at once, {runner.cpus} CPUs each", highlight=False)
         try:
             results, rows = run_suite(

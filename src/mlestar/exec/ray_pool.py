@@ -1,10 +1,11 @@
 """Scripts as Ray tasks, for runs spread over a cluster (extra ``mlestar[ray]``).
 
-Each script is one Ray task. It reserves the script's threads as CPUs (and its memory limit as
-Ray memory, both within the largest node), so Ray packs scripts onto nodes the way the limits say,
-and it runs mlestar's own sandbox (:func:`mlestar.exec.sandbox.run_script`) on the node that takes
-it: the same namespaces, limits and hide list as a local run. Every node needs the same Python
-environment with mlestar installed, as Ray requires of any code its tasks run.
+Each script is one Ray task. It reserves the script's threads as CPUs (within the largest node),
+so Ray packs scripts onto nodes by their threads, and it runs mlestar's own sandbox
+(:func:`mlestar.exec.sandbox.run_script`) on the node that takes it: the same namespaces, limits
+and hide list as a local run. Memory is not reserved with Ray; each script's cap is enforced by the
+sandbox on its node. Every node needs the same Python environment with mlestar installed, as Ray
+requires of any code its tasks run.
 
 Where the script's folder comes from:
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import signal
 import tempfile
 import threading
 import time
@@ -111,6 +113,15 @@ def _this_node() -> dict[str, str]:
     return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
 
 
+def interruptible() -> None:
+    """Let ``ray.cancel`` interrupt this task. Ray interrupts a running task as Ctrl+C would, which
+    Python ignores when the worker was started with SIGINT ignored (a cluster started in the
+    background of a shell is), so the task puts Python's own handler back first."""
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def blind_spot(workdir: Path) -> str | None:
     """Why this machine cannot run the script in ``workdir`` in place (None: it can)."""
     if not (workdir / SCRIPT_NAME).is_file():
@@ -187,6 +198,7 @@ def _run_task(
     job: dict[str, Any], code: str | None, shipped: list[Any] | None, key: str | None
 ) -> dict[str, Any]:
     """One script on a worker: in place when ``shipped`` is None, else in a node-local copy."""
+    interruptible()
     task = ScriptJob.model_validate(job)
     node = _this_node()
     where = f"node {node['node_id'][:12]} ({node['node_ip']})"
@@ -268,7 +280,7 @@ class RayExecutor:
         self._inputs: dict[Path, tuple[str, Any]] = {}  # input view -> (key, object ref)
         self._notes: list[str] = []  # said once, with the next result
         self._noted: set[str] = set()
-        self._largest: tuple[float, float] = (0.0, 0.0)
+        self._largest = 0.0  # CPUs of the largest node
         self._largest_at = 0.0
         self._closed = False
 
@@ -418,32 +430,29 @@ class RayExecutor:
             return self._inputs[view]
 
     def _resources(self, limits: ExecLimits) -> dict[str, Any]:
-        """Ray's reservation for a script: its threads and memory, within the largest node."""
-        cpus, memory = self._largest_node()
-        options: dict[str, Any] = {"num_cpus": max(1, limits.threads)}
-        if cpus and options["num_cpus"] > cpus:
-            self._note(
-                f"scripts ask for {limits.threads} CPUs; the largest Ray node has {cpus:g}, "
-                "so they reserve that"
-            )
-            options["num_cpus"] = cpus
-        if limits.memory_mb > 0:
-            wanted = limits.memory_mb * 2**20
-            options["memory"] = min(wanted, memory) if memory else wanted
-        return options
+        """Ray's reservation for a script: its threads as CPUs, within the largest node.
 
-    def _largest_node(self) -> tuple[float, float]:
-        """(CPUs, memory in bytes) of the largest alive node, read again every little while."""
+        Memory is not reserved: the default cap (70% of the driver's memory over the workers)
+        is larger than Ray's share of a node for scripts side by side and would run them one by
+        one; the sandbox enforces each script's cap on its node instead."""
+        cpus = self._largest_cpus()
+        wanted = max(1, limits.threads)
+        if cpus and wanted > cpus:
+            self._note(
+                f"scripts ask for {wanted} CPUs; the largest Ray node has {cpus:g}, so they reserve that"
+            )
+            return {"num_cpus": cpus}
+        return {"num_cpus": wanted}
+
+    def _largest_cpus(self) -> float:
+        """The CPUs of the largest alive node, read again every little while."""
         if time.monotonic() - self._largest_at > NODE_INFO_TTL_S:
             try:
                 alive = [n.get("Resources", {}) for n in self._ray.nodes() if n.get("Alive")]
-            except Exception:  # noqa: BLE001 - keep the last known sizes
+            except Exception:  # noqa: BLE001 - keep the last known size
                 alive = []
             if alive:
-                self._largest = (
-                    max(float(r.get("CPU", 0.0)) for r in alive),
-                    max(float(r.get("memory", 0.0)) for r in alive),
-                )
+                self._largest = max(float(r.get("CPU", 0.0)) for r in alive)
                 self._largest_at = time.monotonic()
         return self._largest
 
