@@ -339,8 +339,8 @@ def test_mlestar_run_on_a_running_cluster_records_every_script_as_ray(
     config.write_text(yaml.safe_dump(QUICK_CONFIG))
     runs = tmp_path / "runs"
     proc = subprocess.run(
-        [sys.executable, "-m", "mlestar", "run", str(competition), "--config", str(config), "--runs-dir", str(runs),
-         "--run-id", "cli", "--executor", "ray", "--ray-address", cluster.address],
+        [sys.executable, "-m", "mlestar", "run", str(competition), "--config", str(config),
+         "--runs-dir", str(runs), "--run-id", "cli", "--executor", "ray", "--ray-address", cluster.address],
         capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
