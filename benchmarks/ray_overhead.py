@@ -257,9 +257,8 @@ def main() -> int:
     print(f"| measure | local pool | Ray ({cores} CPUs, loopback head) | ratio |")
     print("|---|---:|---:|---:|")
     trivial = f"{overhead['scripts']} trivial scripts, {cores} at once"
-    print(
-        f"| {trivial} | {overhead['local_s']} s | {overhead['ray_s']} s | +{overhead['overhead_per_script_s']} s/script |"
-    )
+    extra = f"+{overhead['overhead_per_script_s']} s/script"
+    print(f"| {trivial} | {overhead['local_s']} s | {overhead['ray_s']} s | {extra} |")
     local, remote = run["local"], run["ray"]
     scripts = f"{local['scripts']} / {remote['scripts']} scripts"
     print(
