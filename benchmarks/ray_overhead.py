@@ -1,11 +1,12 @@
 """What Ray costs and what it buys, on this machine: the local pool against a Ray head with as many
 CPUs as the machine has, started here on loopback and stopped at the end.
 
-    python benchmarks/ray_overhead.py [--out .bench/ray] [--scripts 40]
+    python benchmarks/ray_overhead.py [--out .bench/ray] [--scripts 40] [--parts overhead,run,bench]
 
 1. **Per-script overhead**: ``--scripts`` trivial scripts (they print a score and exit) through
-   the local pool and through Ray, as many at once as there are cores; the difference in wall time
-   per script slot is what Ray adds to every script (a task, its worker, the sandbox on it).
+   the local pool and through Ray, as many at once as there are cores, in 5 alternated rounds; the
+   difference of the median wall times per script slot is what Ray adds to every script (a task,
+   its worker, the sandbox on it).
 2. **One run**: ``mlestar run examples/churn`` with the expert brain, 2 tracks x 4 candidates
    (M=4, L=2, T=1, K=2, R=1, 2 scripts at once, no time limit: both do the same work), on the local
    pool and with ``--executor ray --ray-address ADDR``: wall time, scripts per minute, the ratio.
@@ -27,6 +28,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,6 +68,7 @@ BENCH_CONFIG = {
     "script_timeout_s": 600,
 }
 BENCH_COMPETITIONS = ("penguins", "titanic")
+ROUNDS = 5  # batches of trivial scripts per executor; their medians are compared
 
 
 def _free_port() -> int:
@@ -119,7 +122,7 @@ def trivial_scripts(address: str, work: Path, count: int, slots: int) -> dict[st
     from mlestar.exec.ray_pool import RayExecutor
 
     view = work / "view"
-    view.mkdir(exist_ok=True)
+    view.mkdir(parents=True, exist_ok=True)
     code = "print('Final Validation Performance: 1')\n"
     limits = ExecLimits(timeout_s=120, memory_mb=1024, threads=1)
 
@@ -130,16 +133,18 @@ def trivial_scripts(address: str, work: Path, count: int, slots: int) -> dict[st
         assert all(future.result().score == 1 for future in futures)
         return time.monotonic() - started
 
-    with LocalExecutor(slots) as local:
-        batch(local, "warm-local")
-        local_s = batch(local, "local")
     ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    local_runs, ray_runs = [], []
     try:
-        with RayExecutor(shared_fs=True) as remote:
+        with LocalExecutor(slots) as local, RayExecutor(shared_fs=True) as remote:
+            batch(local, "warm-local")
             batch(remote, "warm-ray")  # workers started, the sandbox probed on each
-            ray_s = batch(remote, "ray")
+            for round_ in range(ROUNDS):  # alternated, so load from elsewhere hits both alike
+                local_runs.append(batch(local, f"local{round_}"))
+                ray_runs.append(batch(remote, f"ray{round_}"))
     finally:
         ray.shutdown()
+    local_s, ray_s = statistics.median(local_runs), statistics.median(ray_runs)
     return {
         "scripts": count,
         "slots": slots,
@@ -152,6 +157,7 @@ def trivial_scripts(address: str, work: Path, count: int, slots: int) -> dict[st
 
 
 def one_run(label: str, competition: Path, work: Path, extra: list[str]) -> dict[str, float]:
+    work.mkdir(parents=True, exist_ok=True)
     config = work / "run.yaml"
     config.write_text(yaml.safe_dump(RUN_CONFIG))
     runs = work / "runs"
@@ -205,72 +211,81 @@ def two_competitions(label: str, suite: Path, work: Path, config: dict, extra: l
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "ray")
-    parser.add_argument("--scripts", type=int, default=40, help="trivial scripts for the overhead")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    cores = os.cpu_count() or 1
-    work = Path(tempfile.mkdtemp(prefix="mlray-bench-", dir="/tmp"))  # short: Ray's socket paths
-    suite = work / "suite"
-    for name in BENCH_COMPETITIONS:
-        build_competition(name, suite / name)
+PARTS = ("overhead", "run", "bench")
+
+
+def measure(parts: list[str], work: Path, scripts: int, cores: int) -> dict[str, object]:
     report: dict[str, object] = {"cores": cores, "measured_at": time.strftime("%Y-%m-%d %H:%M")}
-    try:
-        with loopback_cluster(work, cores) as address:
-            report["overhead"] = trivial_scripts(address, work / "trivial", args.scripts, cores)
+    churn = ROOT / "examples" / "churn"
+    with loopback_cluster(work, cores) as address:
+        on_ray = ["--executor", "ray", "--ray-address", address]
+        if "overhead" in parts:
+            report["overhead"] = trivial_scripts(address, work / "trivial", scripts, cores)
             print("per-script overhead:", report["overhead"], flush=True)
-            local = one_run("local", ROOT / "examples" / "churn", work / "run-local", [])
-            ray_run = one_run(
-                "ray",
-                ROOT / "examples" / "churn",
-                work / "run-ray",
-                ["--executor", "ray", "--ray-address", address],
-            )
-            ratio = (
-                ray_run["scripts_per_min"] / local["scripts_per_min"]
-            )  # Ray's share of the pool's throughput
-            report["run"] = {"local": local, "ray": ray_run, "throughput_ratio": round(ratio, 3)}
+        if "run" in parts:
+            local = one_run("local", churn, work / "run-local", [])
+            remote = one_run("ray", churn, work / "run-ray", on_ray)
+            share = remote["scripts_per_min"] / local["scripts_per_min"]  # Ray's share of the pool's
+            report["run"] = {"local": local, "ray": remote, "throughput_ratio": round(share, 3)}
             print("one run:", report["run"], flush=True)
+        if "bench" in parts:
+            suite = work / "suite"
+            for name in BENCH_COMPETITIONS:
+                build_competition(name, suite / name)
             after = two_competitions("one-after-the-other", suite, work, {**BENCH_CONFIG, "workers": 2}, [])
-            together = two_competitions(
-                "ray-together",
-                suite,
-                work,
-                {**BENCH_CONFIG, "workers": 1},
-                ["--executor", "ray", "--ray-address", address],
-            )
+            together = two_competitions("ray-together", suite, work, {**BENCH_CONFIG, "workers": 1}, on_ray)
             report["bench"] = {
                 "one_after_the_other": after,
                 "ray_together": together,
                 "throughput_ratio": round(after["wall_s"] / together["wall_s"], 3),
             }
             print("two competitions:", report["bench"], flush=True)
+    return report
+
+
+def print_table(report: dict[str, object], cores: int) -> None:
+    print(f"\n| measure | local pool | Ray ({cores} CPUs, loopback head) | ratio |")
+    print("|---|---:|---:|---:|")
+    if "overhead" in report:
+        overhead = report["overhead"]
+        trivial = f"{overhead['scripts']} trivial scripts, {cores} at once"
+        extra = f"+{overhead['overhead_per_script_s']} s/script"
+        print(f"| {trivial} | {overhead['local_s']} s | {overhead['ray_s']} s | {extra} |")
+    if "run" in report:
+        run = report["run"]
+        local, remote = run["local"], run["ray"]
+        print(
+            f"| one run (churn, M=4 L=2 T=1 K=2 R=1), {local['scripts']} / {remote['scripts']} scripts "
+            f"| {local['wall_s']} s, {local['scripts_per_min']}/min "
+            f"| {remote['wall_s']} s, {remote['scripts_per_min']}/min | {run['throughput_ratio']} |"
+        )
+    if "bench" in report:
+        bench = report["bench"]
+        after, together = bench["one_after_the_other"], bench["ray_together"]
+        print(
+            f"| two competitions ({', '.join(BENCH_COMPETITIONS)}) | {after['wall_s']} s one after the other "
+            f"| {together['wall_s']} s side by side | {bench['throughput_ratio']} |"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "ray")
+    parser.add_argument("--scripts", type=int, default=40, help="trivial scripts for the overhead")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"what to measure, of {', '.join(PARTS)}")
+    args = parser.parse_args()
+    parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+    if not parts or set(parts) - set(PARTS):
+        parser.error(f"--parts takes {', '.join(PARTS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    cores = os.cpu_count() or 1
+    work = Path(tempfile.mkdtemp(prefix="mlray-bench-", dir="/tmp"))  # short: Ray's socket paths
+    try:
+        report = measure(parts, work, args.scripts, cores)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     (args.out / "ray_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
-    overhead = report["overhead"]
-    run = report["run"]
-    bench = report["bench"]
-    print()
-    print(f"| measure | local pool | Ray ({cores} CPUs, loopback head) | ratio |")
-    print("|---|---:|---:|---:|")
-    trivial = f"{overhead['scripts']} trivial scripts, {cores} at once"
-    extra = f"+{overhead['overhead_per_script_s']} s/script"
-    print(f"| {trivial} | {overhead['local_s']} s | {overhead['ray_s']} s | {extra} |")
-    local, remote = run["local"], run["ray"]
-    scripts = f"{local['scripts']} / {remote['scripts']} scripts"
-    print(
-        f"| one run (churn, M=4 L=2 T=1 K=2 R=1), {scripts} "
-        f"| {local['wall_s']} s, {local['scripts_per_min']}/min "
-        f"| {remote['wall_s']} s, {remote['scripts_per_min']}/min | {run['throughput_ratio']} |"
-    )
-    after, together = bench["one_after_the_other"], bench["ray_together"]
-    print(
-        f"| two competitions ({', '.join(BENCH_COMPETITIONS)}) | {after['wall_s']} s one after the other "
-        f"| {together['wall_s']} s side by side | {bench['throughput_ratio']} |"
-    )
+    print_table(report, cores)
     print(f"\nwritten to {args.out / 'ray_overhead.json'}")
     return 0
 
