@@ -151,7 +151,7 @@ def marked(marker: str) -> list[psutil.Process]:
     return found
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 60, what: str = "") -> None:
+def wait_for(condition: Callable[[], object], timeout: float = 120, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
