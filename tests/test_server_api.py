@@ -99,6 +99,7 @@ def test_nodes_form_the_solution_tree(client: TestClient) -> None:
 
 def test_script_detail_with_diff_and_outputs(client: TestClient) -> None:
     body = client.get(f"/api/runs/{RUN_ID}/nodes/6").json()
+    assert body["node"]["ran_on"] == "ray node 5c0ffee00000 (10.0.0.5)"  # where it ran, for the UI
     assert body["node"]["agent"] == "refine"
     assert "bins = 10" in body["code"]
     assert body["stdout"].startswith("Final Validation Performance: 0.87")

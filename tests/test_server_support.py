@@ -26,6 +26,8 @@ from mlestar.server import ServerOptions, create_app
 from mlestar.store import Control, NodeRecord, NodeStatus, RunStatus, RunStore
 
 RUN_ID = "20250101-120000-churn-ab12"
+# Where the synthetic run's refined script (#6) ran: a Ray node, as the Ray executor records it.
+RAY_NODE = {"executor": "ray", "node_id": "5c0ffee" + "0" * 49, "node_ip": "10.0.0.5"}
 
 TASK = {
     "name": "churn",
@@ -245,7 +247,11 @@ def build_finished_run(runs_dir: Path, run_id: str = RUN_ID) -> FakeRun:
         parents=(merged,),
         score=0.87,
         track=0,
-        info={"plan": "Use finer tenure bins and add a tenure*plan interaction.", "block_name": "features"},
+        info={
+            "plan": "Use finer tenure bins and add a tenure*plan interaction.",
+            "block_name": "features",
+            **RAY_NODE,
+        },
         code=BASE_CODE.replace("C=1.0", "C=0.5").replace("train = ", "bins = 10\ntrain = "),
     )
     broken = run.script(

@@ -49,3 +49,7 @@ class AllCandidatesFailed(MlestarError):
     """No script of the run produced a score, so there is nothing to submit."""
 
     exit_code = 3
+
+
+class InfrastructureError(MlestarError):
+    """The executor kept failing to run scripts (workers or nodes died): the run stops, resumable."""

@@ -26,11 +26,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from mlestar.errors import ConfigError
 
-Group = Literal["method", "checks", "resources", "data", "llm", "storage", "server"]
+Group = Literal["method", "checks", "resources", "data", "llm", "storage", "server", "cluster"]
 Scope = Literal["run", "process"]
 CacheMode = Literal["use", "off", "replay"]
+ExecutorName = Literal["local", "ray"]
 
 _SPEC_RE = re.compile(r"^[A-Za-z][\w.-]*:\S.*$")
+# Ray's own spellings of a cluster address: auto, host:port (the GCS), ray://host[:port] (Ray Client).
+_RAY_ADDRESS_RE = re.compile(r"^(auto|ray://[\w.\-\[\]:]+|[\w.\-\[\]]+:\d{1,5})$")
 
 
 def setting(
@@ -332,7 +335,40 @@ class Settings(BaseSettings):
         None, "the server's access token (MLESTAR_TOKEN)", group="server", scope="process"
     )
 
-    @field_validator("llm", "search", "llm_base_url", "llm_api_key_env", "token", mode="before")
+    # -- where scripts run: this machine's process pool or a Ray cluster (issue 14) ---------------
+    executor: ExecutorName = setting(
+        "local",
+        "where scripts run: this machine's process pool or a Ray cluster",
+        group="cluster",
+        flags=("--executor",),
+        scope="process",
+    )
+    ray_address: str | None = setting(
+        None,
+        "the Ray cluster: auto, host:port or ray://host:port (none: start a private Ray here)",
+        group="cluster",
+        flags=("--ray-address",),
+        scope="process",
+    )
+    ray_shared_fs: bool | None = setting(
+        None,
+        "Ray workers see the run folder and the data at the same paths (none: find out)",
+        group="cluster",
+        flags=("--ray-shared-fs/--no-ray-shared-fs",),
+        scope="process",
+    )
+    infra_retries: int = setting(
+        2,
+        "reruns of a script whose worker or node died (not the script's fault)",
+        group="cluster",
+        scope="process",
+        ge=0,
+        le=10,
+    )
+
+    @field_validator(
+        "llm", "search", "llm_base_url", "llm_api_key_env", "token", "ray_address", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip() == "" else value
@@ -343,6 +379,13 @@ class Settings(BaseSettings):
         # Which providers exist is the LLM client's knowledge; it checks them when it starts.
         if value is not None and not _SPEC_RE.match(value.strip()):
             raise ValueError(f"expected provider:model, e.g. openai:gpt-4.1, not {value!r}")
+        return value.strip() if value else value
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _RAY_ADDRESS_RE.match(value.strip()):
+            raise ValueError(f"expected auto, host:port or ray://host:port, not {value!r}")
         return value.strip() if value else value
 
     @field_validator("llm_agent_models")
@@ -410,9 +453,10 @@ class Settings(BaseSettings):
             raise _config_error(exc) from None
 
     @classmethod
-    def for_run(cls, stored: dict[str, Any]) -> Settings:
-        """A stored run's settings: the run's own as it was started, the process's as they are now."""
-        now = cls.load()
+    def for_run(cls, stored: dict[str, Any], process: Settings | None = None) -> Settings:
+        """A stored run's settings: the run's own as it was started, the process's as they are now
+        (``process``: this process's settings, e.g. with its command-line flags; else loaded afresh)."""
+        now = process if process is not None else cls.load()
         values = {name: getattr(now, name) for name in fields_of(scope="process")}
         unknown = sorted(set(stored) - set(cls.model_fields))
         if unknown:

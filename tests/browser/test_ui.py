@@ -53,6 +53,7 @@ def test_finished_run_can_be_inspected(open_page: Any, tmp_path: Path) -> None:
         expect(page).to_have_url(re.compile(r"#/runs/.+/scripts/6$"))
         expect(page.locator("#viewer-code")).to_contain_text("bins = 10")
         expect(page.locator("#viewer")).to_contain_text("Use finer tenure bins")
+        expect(page.locator("#viewer")).to_contain_text("ray node 5c0ffee00000 (10.0.0.5)")
         page.locator("#tab-diff").click()
         expect(page.locator("#tab-diff")).to_have_text("diff vs #4")
         expect(page.locator("#viewer-diff .add")).to_contain_text(

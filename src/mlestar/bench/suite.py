@@ -22,8 +22,10 @@ import math
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -432,10 +434,12 @@ def run_suite(
     only: Iterable[str] | None = None,
     runner: Runner = subprocess_runner,
     progress: Callable[[SeedResult, bool], None] | None = None,
+    parallel: int = 1,
 ) -> tuple[list[SeedResult], list[CompetitionRow]]:
     """Run every (competition, seed) not already complete in ``OUT/bench.json``; save after each one.
 
-    ``progress(result, skipped)`` is called once per (competition, seed).
+    ``progress(result, skipped)`` is called once per (competition, seed). ``parallel``: how many
+    runs go at once (a cluster runner holds several; each still saves as it ends).
     """
     if settings.seeds < 1:
         raise MlestarError("--seeds must be at least 1")
@@ -455,17 +459,34 @@ def run_suite(
         return [known[key] for key in order if key in known] + extra
 
     rows = save_results(current(), out, meta)
-    for competition in competitions:
-        for seed in range(settings.seeds):
-            key = (competition.name, seed)
-            previous = known.get(key)
-            if previous is not None and previous.complete:
-                if progress:
-                    progress(previous, True)
-                continue
-            result = run_one(competition.resolve(), seed, out, settings, previous=previous, runner=runner)
+    saving = threading.Lock()
+
+    def one(competition: Path, seed: int) -> None:
+        nonlocal rows
+        key = (competition.name, seed)
+        previous = known.get(key)
+        if previous is not None and previous.complete:
+            if progress:
+                progress(previous, True)
+            return
+        result = run_one(competition.resolve(), seed, out, settings, previous=previous, runner=runner)
+        with saving:
             known[key] = result
             rows = save_results(current(), out, meta)  # after every run
             if progress:
                 progress(result, False)
+
+    pairs = [(competition, seed) for competition in competitions for seed in range(settings.seeds)]
+    if parallel <= 1:
+        for competition, seed in pairs:
+            one(competition, seed)
+    else:
+        pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="mlestar-bench")
+        try:
+            for future in [pool.submit(one, competition, seed) for competition, seed in pairs]:
+                future.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # Ctrl+C: the caller stops the runs in flight
+            raise
+        pool.shutdown()
     return current(), [r for r in rows if r.competition in {c.name for c in competitions}]

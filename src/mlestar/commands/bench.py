@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+
+from mlestar.commands.options import with_settings
 
 if TYPE_CHECKING:
     from mlestar.bench.suite import SeedResult
@@ -20,6 +22,7 @@ if not console.is_terminal:  # piped or captured output gets room for the table
 err_console = Console(stderr=True)
 
 
+@with_settings("cluster")
 def bench_command(
     suite: Annotated[
         Path | None, typer.Argument(help="folder of competition folders (not with --mlebench)")
@@ -64,10 +67,13 @@ def bench_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="print the results as JSON instead of a table")
     ] = False,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Run mlestar on every competition of SUITE (or of an MLE-bench split) for each seed, grade, tabulate.
 
     Resumable: complete runs already in OUT/bench.json are kept; stopped or crashed runs are resumed.
+    With --executor ray, every run is a Ray task on the cluster, as many at once as it holds.
     """
     from mlestar.errors import ConfigError
 
@@ -85,7 +91,9 @@ def bench_command(
         raise ConfigError("pass a SUITE folder of competitions (or --mlebench CHECKOUT --data DIR)")
     if time_limit is None:
         raise ConfigError("--time-limit is required: the wall-clock budget of each run, in seconds")
-    _bench_suite(suite, time_limit, llm, seeds, out or Path(".bench/results"), config, names, as_json)
+    _bench_suite(
+        suite, time_limit, llm, seeds, out or Path(".bench/results"), config, names, as_json, overrides
+    )
 
 
 def _progress(result: SeedResult, skipped: bool) -> None:
@@ -96,6 +104,7 @@ def _progress(result: SeedResult, skipped: bool) -> None:
         f"{result.competition} seed {result.seed}: {result.metric or '?'} {shown} [{note}]",
         highlight=False,
         soft_wrap=True,
+        markup=False,  # "[already done]" is text, not markup
     )
 
 
@@ -108,11 +117,28 @@ def _bench_suite(
     config: Path | None,
     names: list[str],
     as_json: bool,
+    overrides: dict[str, Any],
 ) -> None:
     from mlestar.bench.suite import BenchPlan, rich_table, run_suite, score_text
 
     settings = BenchPlan(time_limit=time_limit, seeds=seeds, llm=llm, config=config)
-    results, rows = run_suite(suite, settings, out, only=names, progress=_progress)
+    runner = _cluster_runner(suite, out, config, overrides)
+    if runner is None:
+        results, rows = run_suite(suite, settings, out, only=names, progress=_progress)
+    else:
+        for note in runner.notes:
+            err_console.print(note, highlight=False, soft_wrap=True, markup=False)
+        err_console.print(f"Ray: up to {runner.slots} runs at once, {runner.cpus} CPUs each", highlight=False)
+        try:
+            results, rows = run_suite(
+                suite, settings, out, only=names, progress=_progress, runner=runner, parallel=runner.slots
+            )
+        except KeyboardInterrupt:
+            err_console.print("stopping the runs on the cluster (they stay resumable)...")
+            runner.cancel_all()
+            raise typer.Exit(130) from None
+        finally:
+            runner.close()
     if as_json:
         shown = {r.competition for r in rows}
         payload = {
@@ -200,6 +226,26 @@ def _bench_mlebench(
         console.print(f"  {line}", highlight=False)
     where = Path(out).resolve()
     console.print(f"report in {where / REPORT_JSON} ({REPORT_CSV}, bench.json, runs/)", highlight=False)
+
+
+def _cluster_runner(suite: Path, out: Path, config: Path | None, overrides: dict[str, Any]) -> Any:
+    """The Ray runner when ``--executor ray`` was asked for (None: runs go one by one, locally)."""
+    from mlestar.settings import Settings
+
+    chosen = Settings.load(config if config and config.is_file() else None, **overrides)
+    if chosen.executor != "ray":
+        return None
+    from mlestar.bench.ray_runner import RayRunner
+
+    out.mkdir(parents=True, exist_ok=True)
+    shared = [out, suite] + ([config.resolve().parent] if config else [])
+    return RayRunner(
+        chosen.ray_address,
+        workers=chosen.resolved_workers(),
+        threads=chosen.resolved_threads(),
+        shared=shared,
+        retries=chosen.infra_retries,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -105,7 +105,7 @@ def _print_result(result: Any) -> None:
             console.print(f"{label}: {path}")
 
 
-@with_settings("method", "checks", "resources", "data", "llm", "storage")
+@with_settings("method", "checks", "resources", "data", "llm", "storage", "cluster")
 def run_command(
     competition: Annotated[Path, typer.Argument(help="competition folder (plain or MLE-bench prepared)")],
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of settings")] = None,
@@ -130,7 +130,7 @@ def run_command(
     _exit_for(result.status, result.stop_reason)
 
 
-@with_settings("storage")
+@with_settings("storage", "cluster")
 def resume_command(
     run_id: Annotated[str, typer.Argument(help="run id (or unique prefix) or run folder")],
     time_limit: Annotated[
@@ -143,9 +143,27 @@ def resume_command(
     from mlestar.pipeline import resume
 
     with ProgressView(live=console.is_terminal, time_limit_s=None) as view:
-        result = resume(run_id, runs_dir=_runs_dir(overrides), time_limit_s=time_limit, listeners=[view])
+        result = resume(run_id, time_limit_s=time_limit, listeners=[view], **overrides)
     _print_result(result)
     _exit_for(result.status, result.stop_reason)
+
+
+@with_settings("storage")
+def stop_command(
+    run_id: Annotated[str, typer.Argument(help="run id (or unique prefix) or run folder")],
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Stop a running run, as the web UI's stop does: its scripts are killed, it stays resumable."""
+    from mlestar.errors import MlestarError
+    from mlestar.store import Control
+
+    with open_run(_runs_dir(overrides), run_id) as store:
+        status = store.status
+        if status not in (RunStatus.RUNNING, RunStatus.PAUSED):
+            raise MlestarError(f"run {store.run_id} is not running (status {status.value})")
+        store.request(Control.STOP)
+        console.print(f"stop requested for {store.run_id}: its scripts are cancelled within a second or two")
 
 
 def _runs_dir(overrides: dict[str, Any]) -> Path:
@@ -157,8 +175,9 @@ def _runs_dir(overrides: dict[str, Any]) -> Path:
 def _exit_for(status: RunStatus, stop_reason: str | None) -> None:
     if status == RunStatus.STOPPED:
         # A budget stop is a normal end (the best submission is there); a user stop is an interrupt;
-        # a run that paused itself (its LLM kept failing) is to be tried again later (EX_TEMPFAIL).
-        raise typer.Exit({"budget": 0, "llm": 75}.get(stop_reason or "", 130))
+        # a run that paused itself (its LLM kept failing) or whose executor kept failing is to be
+        # tried again later (75, EX_TEMPFAIL).
+        raise typer.Exit({"budget": 0, "llm": 75, "infrastructure": 75}.get(stop_reason or "", 130))
     if status != RunStatus.FINISHED:
         raise typer.Exit(1)
 
@@ -225,5 +244,6 @@ def show_command(
 def register(app: typer.Typer) -> None:
     app.command("run")(run_command)
     app.command("resume")(resume_command)
+    app.command("stop")(stop_command)
     app.command("ls")(ls_command)
     app.command("show")(show_command)

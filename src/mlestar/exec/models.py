@@ -42,14 +42,26 @@ class ExecResult(BaseModel):
     network_isolated: bool = False  # True when the script really ran without network
     cancelled: bool = False  # killed on request (Ctrl+C, stop), not for its own fault
     executor: str = "local"  # which executor ran it
+    node_id: str | None = None  # the Ray node that ran it (None on the local pool)
+    node_ip: str | None = None
+    # Set when the executor could not run the script to its end (its worker or node died, the
+    # cluster was lost): not the script's fault, so it is run again rather than debugged.
+    infrastructure_error: str | None = None
     warnings: list[str] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and self.score is not None and not self.timed_out
+        return (
+            self.returncode == 0
+            and self.score is not None
+            and not self.timed_out
+            and self.infrastructure_error is None
+        )
 
     def error_text(self, limit: int = 4000) -> str:
         """The part of the output a debugger needs: the end of stderr, or why there is no score."""
+        if self.infrastructure_error is not None:
+            return f"The script could not be run to its end: {self.infrastructure_error}"
         if self.timed_out:
             return f"The script was killed after exceeding its time limit ({self.wall_s:.0f}s)."
         if self.cancelled:

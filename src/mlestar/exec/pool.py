@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from mlestar.exec.models import ExecResult, ScriptJob
 from mlestar.exec.sandbox import RC_CANCELLED, run_script
@@ -20,7 +20,10 @@ class Executor(Protocol):
     name: str
 
     def submit(self, job: ScriptJob) -> Future[ExecResult]:
-        """Queue one script; its future ends cancelled when it was dropped before starting."""
+        """Queue one script; its future ends cancelled when it was dropped before starting.
+
+        A script the executor could not run to its end through no fault of its own (a worker or
+        node died) comes back with ``infrastructure_error`` set; the engine runs it again."""
         ...
 
     def cancel_all(self) -> int:
@@ -30,8 +33,16 @@ class Executor(Protocol):
     def shutdown(self, wait: bool = True) -> None: ...
 
 
-def cancelled_result(reason: str = "cancelled before it started") -> ExecResult:
-    return ExecResult(returncode=RC_CANCELLED, cancelled=True, warnings=[reason])
+RC_INFRASTRUCTURE = 75  # EX_TEMPFAIL: the script did not get to run to its end; try again
+
+
+def cancelled_result(reason: str = "cancelled before it started", executor: str = "local") -> ExecResult:
+    return ExecResult(returncode=RC_CANCELLED, cancelled=True, executor=executor, warnings=[reason])
+
+
+def infrastructure_failure(reason: str, executor: str, **fields: Any) -> ExecResult:
+    """The result of a script its executor could not run to its end (a dead worker or node)."""
+    return ExecResult(returncode=RC_INFRASTRUCTURE, executor=executor, infrastructure_error=reason, **fields)
 
 
 class LocalExecutor:

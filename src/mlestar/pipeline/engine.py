@@ -27,6 +27,7 @@ from mlestar.core.contract import FOLDS_NAME, SCRIPT_NAME
 from mlestar.core.events import Event, EventBus, EventType
 from mlestar.core.steps import Agent, Phase, Step
 from mlestar.core.task import Task
+from mlestar.errors import InfrastructureError
 from mlestar.exec.models import ExecLimits, ExecResult, ScriptJob
 from mlestar.exec.pool import Executor
 from mlestar.exec.workspace import prepare_script_dir
@@ -40,6 +41,16 @@ from mlestar.store import Control, NodeRecord, NodeStatus, RunStatus, RunStore
 
 T = TypeVar("T")
 Validator = Callable[[Path], "str | None"]
+
+
+def ran_on(result: ExecResult) -> dict[str, str]:
+    """Which executor (and, on a cluster, which node) ran a script: kept in its node's ``info``."""
+    where = {"executor": result.executor}
+    if result.node_id:
+        where["node_id"] = result.node_id
+    if result.node_ip:
+        where["node_ip"] = result.node_ip
+    return where
 
 
 class RunStopped(Exception):
@@ -296,9 +307,7 @@ class Engine:
                 )
             )
         script_dir = self.store.run_dir / "scripts" / f"{node.id:04d}-{agent.value}"
-        for leftover in ("working", "final"):  # a rerun after a crash starts clean
-            shutil.rmtree(script_dir / leftover, ignore_errors=True)
-        prepare_script_dir(script_dir, script.code, self.inputs[final])
+        self._reset_script_dir(script_dir, script, final)
         node = self.store.update_node(
             node.id,
             status=NodeStatus.RUNNING,
@@ -328,14 +337,7 @@ class Engine:
             # What a failed LLM step handed on is recorded as a failed script, never run.
             result = ExecResult(returncode=1, stderr=f"not run: {skipped}", executor="none")
         else:
-            try:
-                result = self.executor.submit(job).result()
-            except CancelledError:
-                self.stop_requested.set()
-            if self.stop_requested.is_set():
-                # Killed by the stop itself: leave the node unfinished so a resume runs it again.
-                self.store.update_node(node.id, status=NodeStatus.PENDING)
-                raise RunStopped(self.pause_reason or "stop requested")
+            result = self._execute(job, node, step, lambda: self._reset_script_dir(script_dir, script, final))
             self.budget.record_script(result.wall_s)
         error = failure_text(result, limits) or None
         if error is None and validator is not None:
@@ -356,7 +358,7 @@ class Engine:
             peak_memory_mb=result.peak_memory_mb,
             finished_at=time.time(),
             error=error[-4000:] if error else None,
-            info={**info, "executor": result.executor},
+            info={**info, **ran_on(result)},
         )
         for warning in [*result.warnings, *score_warnings(check, agent)]:
             self.publish(EventType.WARNING, warning, phase=phase, track=step.track, node_id=node.id)
@@ -384,6 +386,45 @@ class Engine:
             score=node.score,
             error=node.error,
             stdout_tail=result.stdout[-4000:],
+        )
+
+    def _reset_script_dir(self, script_dir: Path, script: Script, final: bool) -> None:
+        for leftover in ("working", "final"):  # a rerun after a crash starts clean
+            shutil.rmtree(script_dir / leftover, ignore_errors=True)
+        prepare_script_dir(script_dir, script.code, self.inputs[final])
+
+    def _execute(self, job: ScriptJob, node: NodeRecord, step: Step, reset: Callable[[], None]) -> ExecResult:
+        """The executor's result for ``job``; a run the executor could not finish (a worker or node
+        died) is run again, ``infra_retries`` times, and then stops the run (resumable)."""
+        attempts = self.settings.infra_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                result: ExecResult = self.executor.submit(job).result()
+            except CancelledError:
+                self.stop_requested.set()
+            if self.stop_requested.is_set():
+                # Killed by the stop itself: leave the node unfinished so a resume runs it again.
+                self.store.update_node(node.id, status=NodeStatus.PENDING)
+                raise RunStopped(self.pause_reason or "stop requested")
+            if result.infrastructure_error is None:
+                return result
+            again = attempt < attempts
+            self.publish(
+                EventType.WARNING,
+                f"script #{node.id} could not be run to its end ({result.infrastructure_error}); "
+                + (f"running it again (attempt {attempt + 1} of {attempts})" if again else "giving up"),
+                phase=step.phase.value,
+                track=step.track,
+                node_id=node.id,
+                data={"infrastructure": result.infrastructure_error, "attempt": attempt},
+            )
+            if again:
+                reset()
+        self.store.update_node(node.id, status=NodeStatus.PENDING)
+        raise InfrastructureError(
+            f"script #{node.id} could not be run {attempts} times ({result.infrastructure_error}); "
+            f"continue with `mlestar resume {self.store.run_id}` once the {result.executor} "
+            "executor is healthy"
         )
 
     def _hidden(self, final: bool) -> list[Path]:

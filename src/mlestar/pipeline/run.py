@@ -26,7 +26,14 @@ from mlestar.core.events import Event, EventBus, EventType
 from mlestar.core.records import SearchResult
 from mlestar.core.steps import Phase, Step
 from mlestar.core.task import ColumnProfile, DataFile, FileRole, Task
-from mlestar.errors import AllCandidatesFailed, BudgetExhausted, MlestarError, TaskError
+from mlestar.errors import (
+    AllCandidatesFailed,
+    BudgetExhausted,
+    ConfigError,
+    InfrastructureError,
+    MlestarError,
+    TaskError,
+)
 from mlestar.exec.pool import Executor, LocalExecutor
 from mlestar.exec.workspace import build_input_dir, make_writable
 from mlestar.pipeline import phases
@@ -35,7 +42,7 @@ from mlestar.pipeline.control import ControlWatcher, install_signal_handlers
 from mlestar.pipeline.engine import Engine, RunStopped
 from mlestar.pipeline.split import write_folds
 from mlestar.pipeline.summary import RunResult, finish
-from mlestar.settings import Settings
+from mlestar.settings import Settings, fields_of
 from mlestar.store import Control, NodeStatus, RunStatus, RunStore, open_run
 from mlestar.task import load_task
 from mlestar.task.profile import profile_columns, read_table_sample, table_format
@@ -253,6 +260,11 @@ def make_brain(settings: Settings, store: RunStore | None = None, bus: EventBus 
 
 
 def make_executor(settings: Settings) -> Executor:
+    """The executor the settings name: this machine's process pool, or a Ray cluster."""
+    if settings.executor == "ray":
+        from mlestar.exec.ray_pool import RayExecutor
+
+        return RayExecutor(settings.ray_address, shared_fs=settings.ray_shared_fs)
     return LocalExecutor(settings.resolved_workers())
 
 
@@ -283,13 +295,16 @@ def execute(
     listeners: list[EventListener] | None = None,
     executor: Executor | None = None,
     brain: Brain | None = None,
+    process: Settings | None = None,
 ) -> RunResult:
     """Run (or continue) the four phases of the run in ``store`` until done, stopped or failed.
 
     ``brain`` replaces the configured one (a custom policy); it must be the same on resume.
+    ``process``: this process's settings (executor, timeouts...); the run's own come from its store.
     """
     task = Task.model_validate(store.get_meta("task"))
-    settings = Settings.for_run(store.get_meta("config"))  # the stored settings are authoritative
+    # The stored settings are authoritative for the run; the process's are this process's.
+    settings = Settings.for_run(store.get_meta("config"), process)
     bus = EventBus(recorder=store.append_event)
     for listener in listeners or []:
         bus.subscribe(listener)
@@ -361,6 +376,9 @@ def execute(
     except BudgetExhausted as exc:
         status, stop_reason = RunStatus.STOPPED, "budget"
         bus.publish(EventType.RUN_STOPPED, f"budget exhausted: {exc}", data={"reason": "budget"})
+    except InfrastructureError as exc:  # the executor's fault, not the run's: stopped, resumable
+        status, stop_reason = RunStatus.STOPPED, "infrastructure"
+        bus.publish(EventType.RUN_STOPPED, str(exc), data={"reason": "infrastructure"})
     except AllCandidatesFailed as exc:
         status, error = RunStatus.FAILED, exc
         bus.publish(EventType.RUN_FAILED, str(exc))
@@ -446,21 +464,33 @@ def run(
     id_column: str | None = None,
     listeners: list[EventListener] | None = None,
     brain: Brain | None = None,
-    executor: Executor | None = None,
+    executor: Executor | str | None = None,
     **overrides: Any,
 ) -> RunResult:
-    """Run the whole pipeline on a competition; every setting may be given as a keyword."""
+    """Run the whole pipeline on a competition; every setting may be given as a keyword.
+
+    ``executor``: ``"local"`` or ``"ray"`` (the setting), or an :class:`Executor` of your own.
+    """
+    if isinstance(executor, str):
+        overrides["executor"], executor = executor, None
     if settings is None:
         settings = Settings.load(**overrides)
     elif overrides:
         settings = Settings.load(**{**settings.model_dump(), **overrides})
     if brain is None and settings.llm:
         make_brain(settings)  # a missing key or bad model spec fails now, before a run folder exists
-    store = create_run(
-        competition, settings, run_id=run_id, metric=metric, target=target, id_column=id_column
-    )
-    with store:
-        return execute(store, listeners=listeners, brain=brain, executor=executor)
+    # Made before the run folder, so an unreachable cluster leaves nothing behind.
+    own = executor is None
+    chosen = executor or make_executor(settings)
+    try:
+        store = create_run(
+            competition, settings, run_id=run_id, metric=metric, target=target, id_column=id_column
+        )
+        with store:
+            return execute(store, listeners=listeners, brain=brain, executor=chosen, process=settings)
+    finally:
+        if own:
+            chosen.shutdown()
 
 
 def resume(
@@ -470,10 +500,21 @@ def resume(
     time_limit_s: float | None = None,
     listeners: list[EventListener] | None = None,
     brain: Brain | None = None,
-    executor: Executor | None = None,
+    executor: Executor | str | None = None,
+    **overrides: Any,
 ) -> RunResult:
-    """Continue a stopped or crashed run; ``time_limit_s`` gives it that many more seconds."""
-    store = open_run(runs_dir if runs_dir is not None else Settings.load().runs_dir, run_id)
+    """Continue a stopped or crashed run; ``time_limit_s`` gives it that many more seconds.
+
+    The run keeps its own settings; ``overrides`` may set this process's (``executor="ray"``,
+    ``ray_address``, timeouts...).
+    """
+    if isinstance(executor, str):
+        overrides["executor"], executor = executor, None
+    fixed = sorted(set(overrides) - fields_of(scope="process"))
+    if fixed:
+        raise ConfigError(f"a resumed run keeps its own settings; cannot change {', '.join(fixed)}")
+    process = Settings.load(**overrides, runs_dir=runs_dir)
+    store = open_run(process.runs_dir, run_id)
     with store:
         status = store.status
         if status == RunStatus.RUNNING:
@@ -485,5 +526,11 @@ def resume(
         if time_limit_s is not None:
             config = dict(store.get_meta("config"))
             config["time_limit_s"] = float(store.get_meta("active_s", 0.0)) + time_limit_s
-            store.set_meta("config", Settings.for_run(config).run_values())
-        return execute(store, listeners=listeners, brain=brain, executor=executor)
+            store.set_meta("config", Settings.for_run(config, process).run_values())
+        own = executor is None
+        chosen = executor or make_executor(Settings.for_run(store.get_meta("config"), process))
+        try:
+            return execute(store, listeners=listeners, brain=brain, executor=chosen, process=process)
+        finally:
+            if own:
+                chosen.shutdown()

@@ -60,6 +60,10 @@ class TreeRow(BaseModel):
     is_best: bool = False
     in_submission: bool = False
     has_script: bool = False
+    executor: str | None = None  # which executor ran the script: local, ray, or a custom one
+    executor_node: str | None = None  # the Ray node that ran it
+    executor_ip: str | None = None
+    ran_on: str | None = None  # the three above, for people: "ray node 1df54e924759 (10.0.0.5)"
 
 
 class ScorePoint(BaseModel):
@@ -215,6 +219,10 @@ def solution_tree(
                 is_best=node.id == best_id,
                 in_submission=node.id in submitted,
                 has_script=bool(node.script_path),
+                executor=_text(info.get("executor")),
+                executor_node=_text(info.get("node_id")),
+                executor_ip=_text(info.get("node_ip")),
+                ran_on=ran_on(info),
             )
         )
         stack.extend((child, depth + 1) for child in reversed(children.get(node.id, [])))
@@ -223,6 +231,27 @@ def solution_tree(
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def ran_on(info: dict[str, Any]) -> str | None:
+    """Where a script ran, for people: ``local``, or ``ray node <id> (<ip>)``."""
+    executor = info.get("executor")
+    if not executor:
+        return None
+    node = info.get("node_id")
+    if not node:
+        return str(executor)
+    ip = f" ({info['node_ip']})" if info.get("node_ip") else ""
+    return f"{executor} node {str(node)[:12]}{ip}"
+
+
+def executor_counts(tree: Iterable[TreeRow]) -> list[tuple[str, int]]:
+    """How many scripts ran where, most first (scripts that never ran are left out)."""
+    counts: dict[str, int] = {}
+    for row in tree:
+        if row.ran_on:
+            counts[row.ran_on] = counts.get(row.ran_on, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def score_progress(

@@ -8,7 +8,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from mlestar.report.data import PHASES, RunReport, TreeRow
+from mlestar.report.data import PHASES, RunReport, TreeRow, executor_counts
 from mlestar.report.svg import format_seconds, score_chart
 
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -121,6 +121,8 @@ def render_html(report: RunReport) -> str:
         phase_rows=phase_rows(report.summary),
         labels={row.id: f"{row.agent} {row.label}".strip() for row in report.tree},
         bar_width=_bar_width,
+        ran_on=executor_counts(report.tree),
+        on_nodes=any(row.executor_node for row in report.tree),
     )
 
 
@@ -130,7 +132,10 @@ def _tree_line(row: TreeRow) -> str:
     extra = f" (+ {', '.join(f'#{p}' for p in row.extra_parents)})" if row.extra_parents else ""
     label = f" {row.label}" if row.label else ""
     track = "" if row.track is None else f", track {row.track}"
-    return f"{'  ' * row.depth}- #{row.id} **{row.agent}**{label}{extra}: {score} ({row.phase}{track}){marks}"
+    node = f", on {row.ran_on}" if row.executor_node else ""
+    return (
+        f"{'  ' * row.depth}- #{row.id} **{row.agent}**{label}{extra}: {score} ({row.phase}{track}{node}){marks}"
+    )
 
 
 def _cell(text: Any) -> str:
@@ -151,6 +156,8 @@ def render_markdown(report: RunReport) -> str:
         f"- Scripts run: {len(report.tree)} ({sum(r.status.value == 'failed' for r in report.tree)} failed)",
         f"- Time spent: {duration(report.time_spent_s)}"
         + (f" of {duration(report.time_limit_s)}" if report.time_limit_s else ""),
+        "- Scripts ran on: "
+        + (", ".join(f"{where} ({count})" for where, count in executor_counts(report.tree)) or "-"),
         (
             f"- LLM: {report.llm.calls} calls, {report.llm.prompt_tokens} prompt"
             f" + {report.llm.completion_tokens} completion tokens, {money(report.llm.cost_usd)}"

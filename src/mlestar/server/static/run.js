@@ -298,6 +298,7 @@ class RunPage {
         fact("phase", `${n.phase}${n.track !== null ? `, track ${n.track}` : ""}`),
         fact("from", n.parent_ids.length ? n.parent_ids.map((p) => `#${p}`).join(", ") : "–"),
         fact("run time", duration(n.wall_s)),
+        n.ran_on ? fact("ran on", n.ran_on) : null,
         n.model ? fact("model", n.model) : null,
         n.block_name ? fact("block", n.block_name) : null,
         n.plan ? fact("plan", n.plan) : null,
