@@ -11,7 +11,7 @@ from rich.console import Console
 
 from mlestar.commands.options import with_settings
 
-console = Console()
+console = Console(soft_wrap=True)  # paths and URLs stay whole when the output is piped
 
 
 def fetch_command(
@@ -69,7 +69,8 @@ def submit_command(
             raise ConfigError(f"run {summary.run_id} was not made from a Kaggle download: pass --kaggle NAME")
         competition = source.name
     name = kaggle.competition_name(competition)
-    text = message or f"mlestar run {summary.run_id}: validation {summary.metric} {summary.best_score}"
+    scored = f": validation {summary.metric} {summary.best_score:.6g}" if summary.best_score is not None else ""
+    text = message or f"mlestar run {summary.run_id}{scored}"
     result = kaggle.submit(name, path, text, wait_s=wait)
     if result.status == "error":
         raise KaggleError(f"Kaggle could not score the submission to {name}: {result.error}")

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from mlestar.commands.options import with_settings
 
-console = Console()
+console = Console(soft_wrap=True)  # paths and URLs stay whole when the output is piped
 
 
 @with_settings("storage")

@@ -35,6 +35,7 @@ COMPETITIONS_URL = "https://www.kaggle.com/competitions"
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")  # the competition's name in its Kaggle URL
 _ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 _NESTING = 3  # archives inside archives are unpacked this deep
+POLL_S = 5.0  # how often a submission's status is asked for while waiting for its score
 T = TypeVar("T")
 
 
@@ -346,7 +347,7 @@ def _extract(archive: Path, *, outermost: bool) -> None:
 # -- submitting ------------------------------------------------------------------------------------
 
 
-def submit(name: str, file: Path, message: str, *, wait_s: float = 60.0, poll_s: float = 5.0) -> Submitted:
+def submit(name: str, file: Path, message: str, *, wait_s: float = 60.0) -> Submitted:
     """Upload ``file`` as a submission to ``name`` and wait up to ``wait_s`` for its public score."""
     name = competition_name(name)
     if not Path(file).is_file():
@@ -373,7 +374,7 @@ def submit(name: str, file: Path, message: str, *, wait_s: float = 60.0, poll_s:
             return Submitted(name, ref, "error", error=error)
         if time.monotonic() >= deadline:
             return Submitted(name, ref, "pending")
-        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
 
 
 def _submission(api: Any, name: str, credentials: Credentials, ref: int | None) -> Any:

@@ -12,6 +12,7 @@ again, as it did in the final run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -104,6 +105,8 @@ def predict_with(
     partial.replace(output)
     make_writable(view)
     shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the last prediction leaves no empty folder behind
+        folder.parent.rmdir()
     if not loaded:
         notes.append("the final script kept no fitted models, so it trained again on the run's data")
     return Prediction(
