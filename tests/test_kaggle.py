@@ -77,10 +77,17 @@ def test_fetch_downloads_unpacks_and_describes(fake, tmp_path, monkeypatch, caps
     assert code == 0, err
     data = tmp_path / "data"
     # The download and the train.csv.zip inside it are unpacked, the archives gone.
-    assert {p.name for p in data.iterdir()} >= {"train.csv", "test.csv", "sample_submission.csv", "description.md"}
+    assert {p.name for p in data.iterdir()} >= {
+        "train.csv",
+        "test.csv",
+        "sample_submission.csv",
+        "description.md",
+    }
     assert not list(data.rglob("*.zip"))
     description = (data / "description.md").read_text()
-    assert "## Evaluation" in description and "Area Under Receiver Operating Characteristic Curve" in description
+    assert (
+        "## Evaluation" in description and "Area Under Receiver Operating Characteristic Curve" in description
+    )
     task = load_task(data)
     assert (task.metric, task.metric_source, task.target_columns) == ("roc_auc", "description", ["target"])
     assert "metric roc_auc (from description)" in out
@@ -93,13 +100,21 @@ def test_fetch_downloads_unpacks_and_describes(fake, tmp_path, monkeypatch, caps
     assert code == 0 and "downloaded" in out and fake.calls.count("DownloadDataFiles") == 2
 
 
-def test_run_of_a_kaggle_competition_uses_the_cache_and_keeps_credentials_out(fake, tmp_path, monkeypatch) -> None:
+def test_run_of_a_kaggle_competition_uses_the_cache_and_keeps_credentials_out(
+    fake, tmp_path, monkeypatch
+) -> None:
     home = tmp_path / "home" / ".kaggle"
     home.mkdir(parents=True)
     (home / "kaggle.json").write_text(json.dumps({"username": "alice", "key": KEY}))
     runs = tmp_path / "runs"
-    first = mlestar.run(f"kaggle:{NAME}", brain=ScriptedBrain(), executor=ScriptedExecutor(), runs_dir=runs,
-                        run_id="k1", **TINY_CONFIG)
+    first = mlestar.run(
+        f"kaggle:{NAME}",
+        brain=ScriptedBrain(),
+        executor=ScriptedExecutor(),
+        runs_dir=runs,
+        run_id="k1",
+        **TINY_CONFIG,
+    )
     assert first.status.value == "finished" and first.submission_path is not None
     cached = tmp_path / "cache" / NAME
     assert kaggle.is_complete(cached, NAME)

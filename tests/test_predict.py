@@ -36,8 +36,14 @@ def scripted_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("predict")
     competition = make_competition(root / "tiny", "binary", n_rows=200)
     runs = root / "runs"
-    mlestar.run(competition, brain=ScriptedBrain(), executor=ScriptedExecutor(), runs_dir=runs, run_id="s",
-                **TINY_CONFIG)
+    mlestar.run(
+        competition,
+        brain=ScriptedBrain(),
+        executor=ScriptedExecutor(),
+        runs_dir=runs,
+        run_id="s",
+        **TINY_CONFIG,
+    )
     return competition, runs
 
 
@@ -60,8 +66,19 @@ def test_the_test_file_reproduces_the_submission_and_new_rows_get_their_own(scri
 def test_a_missing_column_is_one_line_and_a_failure(scripted_run, tmp_path, capsys) -> None:
     competition, runs = scripted_run
     pd.read_csv(competition / "test.csv").drop(columns=["x3"]).to_csv(tmp_path / "bad.csv", index=False)
-    code, out, err = _cli(["predict", "s", "--input", str(tmp_path / "bad.csv"), "--output",
-                           str(tmp_path / "p.csv"), "--runs-dir", str(runs)], capsys)
+    code, out, err = _cli(
+        [
+            "predict",
+            "s",
+            "--input",
+            str(tmp_path / "bad.csv"),
+            "--output",
+            str(tmp_path / "p.csv"),
+            "--runs-dir",
+            str(runs),
+        ],
+        capsys,
+    )
     assert code != 0 and not (tmp_path / "p.csv").exists()
     assert err.strip().count("\n") == 0 and "Traceback" not in err
     assert "bad.csv lacks 1 of the test file's columns: x3" in err
@@ -69,8 +86,19 @@ def test_a_missing_column_is_one_line_and_a_failure(scripted_run, tmp_path, caps
 
 def test_cli_writes_predictions_and_says_how(scripted_run, tmp_path, capsys) -> None:
     competition, runs = scripted_run
-    code, out, err = _cli(["predict", "s", "-i", str(competition / "test.csv"), "-o", str(tmp_path / "p.csv"),
-                           "--runs-dir", str(runs)], capsys)
+    code, out, err = _cli(
+        [
+            "predict",
+            "s",
+            "-i",
+            str(competition / "test.csv"),
+            "-o",
+            str(tmp_path / "p.csv"),
+            "--runs-dir",
+            str(runs),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "wrote 50 predictions" in out and "training the final script again" in out
 

@@ -219,7 +219,10 @@ class MlflowTracker:
         return str(found.experiment_id)
 
     def _children(self) -> set[int]:
-        """Node ids of the scripts that have a child run under the parent already."""
+        """Node ids of the scripts that have a complete child run under the parent already.
+
+        A child is ended last, after its metrics and artifacts; one still running was cut short by
+        a crash, so it is deleted and written again."""
         nodes: set[int] = set()
         token = None
         while True:
@@ -231,7 +234,9 @@ class MlflowTracker:
             )
             for run in page:
                 value = run.data.tags.get("mlestar.node_id", "")
-                if value.isdigit():
+                if run.info.status == "RUNNING":
+                    self.client.delete_run(run.info.run_id)
+                elif value.isdigit():
                     nodes.add(int(value))
             token = page.token
             if not token:
@@ -339,7 +344,6 @@ class MlflowTracker:
             "final": node.info.get("final"),
             "step_key": node.step_key,
         }
-        self._log_params(child, params)
         values = {
             "validation_score": node.score,
             "wall_s": node.wall_s,
@@ -348,8 +352,7 @@ class MlflowTracker:
         }
         stamp = _ms(node.finished_at or time.time())
         metrics = [Metric(key, float(value), stamp, 0) for key, value in values.items() if value is not None]
-        if metrics:
-            self.client.log_batch(child, metrics=metrics)
+        self.client.log_batch(child, metrics=metrics, params=_params(params))
         if node.script_path:
             self._artifacts(child, SCRIPT_ARTIFACTS, (self.store.run_dir / node.script_path).parent)
         status = "FINISHED" if node.status == NodeStatus.DONE else "FAILED"
@@ -357,11 +360,7 @@ class MlflowTracker:
         self._logged.add(node.id)
 
     def _log_params(self, run_id: str, values: dict[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        params = [
-            Param(str(key), str(value)[:_PARAM_LIMIT]) for key, value in values.items() if value is not None
-        ]
+        params = _params(values)
         for start in range(0, len(params), _BATCH):
             self.client.log_batch(run_id, params=params[start : start + _BATCH])
 
@@ -394,6 +393,13 @@ class MlflowTracker:
         except MlestarError:
             return None
         return graded.score if graded.valid else None
+
+
+def _params(values: dict[str, Any]) -> list[Any]:
+    """MLflow params for the values that are set (MLflow keeps a param's first 6000 characters)."""
+    from mlflow.entities import Param
+
+    return [Param(str(key), str(value)[:_PARAM_LIMIT]) for key, value in values.items() if value is not None]
 
 
 def _ms(seconds: float) -> int:
