@@ -108,6 +108,9 @@ def test_rows_that_cannot_be_predicted_say_why(scripted_run, tmp_path) -> None:
     pd.read_csv(competition / "test.csv").iloc[:0].to_csv(tmp_path / "empty.csv", index=False)
     with pytest.raises(PredictionError, match="has no rows"):
         predict("s", tmp_path / "empty.csv", tmp_path / "p.csv", runs_dir=runs)
+    pd.read_csv(competition / "test.csv").iloc[[1, 2, 1]].to_csv(tmp_path / "twice.csv", index=False)
+    with pytest.raises(PredictionError, match=r"repeats ids \(1201\)"):
+        predict("s", tmp_path / "twice.csv", tmp_path / "p.csv", runs_dir=runs)
     (tmp_path / "rows.json").write_text("{}")
     with pytest.raises(PredictionError, match="CSV, TSV or parquet"):
         predict("s", tmp_path / "rows.json", tmp_path / "p.csv", runs_dir=runs)

@@ -223,8 +223,8 @@ def fetch(name: str, dest: Path, *, force: bool = False) -> Fetched:
             title=marker.get("title"),
             evaluation_metric=marker.get("evaluation_metric"),
         )
-    if dest.exists() and (not dest.is_dir() or (any(dest.iterdir()) and not (dest / MARKER).is_file())):
-        raise KaggleError(f"{dest} exists and is not an earlier download; fetch into a new or empty folder")
+    if dest.exists() and (not dest.is_dir() or (any(dest.iterdir()) and not is_complete(dest, name))):
+        raise KaggleError(f"{dest} exists and is not an earlier download of {name}; give a new or empty folder")
     credentials = require_credentials()
     api = _client(credentials)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,7 @@ def predict_with(
     settings = Settings.for_run(store.get_meta("config"))
     node = _final_node(store)
     test_path = _test_path(task)
-    frame, notes = _read_rows(rows_path, test_path)
+    frame, notes = _read_rows(rows_path, test_path, task.id_column)
     folder = store.run_dir / PREDICTIONS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     new_files = folder / "rows"
     new_files.mkdir(parents=True)
@@ -151,7 +151,7 @@ def _columns(path: Path) -> list[str]:
     return [str(c) for c in pd.read_csv(path, nrows=0, sep=_separator(path)).columns]
 
 
-def _read_rows(path: Path, test_path: Path) -> tuple[pd.DataFrame, list[str]]:
+def _read_rows(path: Path, test_path: Path, id_column: str | None) -> tuple[pd.DataFrame, list[str]]:
     """The new rows, with the test file's columns in its order; CSV cells are kept as written."""
     if not path.is_file():
         raise PredictionError(f"no file {path}")
@@ -174,6 +174,9 @@ def _read_rows(path: Path, test_path: Path) -> tuple[pd.DataFrame, list[str]]:
         )
     if frame.empty:
         raise PredictionError(f"{path.name} has no rows")
+    if id_column in frame.columns and frame[id_column].duplicated().any():
+        repeated = [str(v) for v in frame.loc[frame[id_column].duplicated(), id_column].unique()[:5]]
+        raise PredictionError(f"{path.name} repeats ids ({', '.join(repeated)}): each row needs its own id")
     extra = [c for c in frame.columns if c not in wanted]
     notes = [f"ignored {len(extra)} column(s) the test file does not have: {_names(extra)}"] if extra else []
     return frame[wanted], notes
