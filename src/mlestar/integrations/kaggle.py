@@ -224,7 +224,7 @@ def fetch(name: str, dest: Path, *, force: bool = False) -> Fetched:
             evaluation_metric=marker.get("evaluation_metric"),
         )
     if dest.exists() and (not dest.is_dir() or (any(dest.iterdir()) and not is_complete(dest, name))):
-        raise KaggleError(f"{dest} exists and is not an earlier download of {name}; give a new or empty folder")
+        raise KaggleError(f"{dest} exists and is not an earlier download of {name}: give an empty folder")
     credentials = require_credentials()
     api = _client(credentials)
     dest.parent.mkdir(parents=True, exist_ok=True)
