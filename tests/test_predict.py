@@ -49,7 +49,7 @@ def scripted_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_the_test_file_reproduces_the_submission_and_new_rows_get_their_own(scripted_run, tmp_path) -> None:
     competition, runs = scripted_run
-    result = predict("s", competition / "test.csv", tmp_path / "out" / "p.csv", runs_dir=runs)
+    result = mlestar.predict("s", competition / "test.csv", tmp_path / "out" / "p.csv", runs_dir=runs)
     assert filecmp.cmp(tmp_path / "out" / "p.csv", runs / "s" / "submission.csv", shallow=False)
     assert result.rows == 50 and not result.loaded_models  # scripted scripts keep no models: a rerun
     assert not (runs / "s" / PREDICTIONS_DIR).exists()  # a successful prediction leaves nothing behind
