@@ -70,6 +70,49 @@ def predict_with(
     test_path = _test_path(task)
     frame, notes = _read_rows(rows_path, test_path, task.id_column)
     folder = store.run_dir / PREDICTIONS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    keep = False  # a failed script's folder stays, for its output; anything else is removed
+    try:
+        script_dir, sample_path, loaded = _lay_out(folder, store, task, node, test_path, rows_path, frame)
+        result = _run(script_dir, settings, task, store, executor)
+        keep = True
+        if result.returncode != 0 or result.timed_out or result.memory_exceeded or result.cancelled:
+            last = (result.error_text().strip().splitlines() or ["no output"])[-1]
+            raise PredictionError(f"the final script failed on the new rows ({last}); see {script_dir}")
+        produced = script_dir / FINAL_DIR / SUBMISSION_NAME
+        _check(produced, sample_path, task, script_dir)
+        keep = False
+        output.parent.mkdir(parents=True, exist_ok=True)
+        partial = output.with_name(f".{output.name}.partial")
+        shutil.copyfile(produced, partial)
+        partial.replace(output)
+    finally:
+        if not keep:
+            _remove(folder)
+    if loaded and node.score is not None and result.score != node.score:
+        notes.append(
+            f"the loaded models scored {result.score} on the validation rows where the final run scored "
+            f"{node.score}: the training data may have changed since the run"
+        )
+    if not loaded:
+        notes.append("the final script kept no fitted models, so it trained again on the run's data")
+    return Prediction(
+        output=output, rows=len(frame), loaded_models=loaded, wall_s=time.monotonic() - started, notes=notes
+    )
+
+
+def _lay_out(
+    folder: Path,
+    store: RunStore,
+    task: Task,
+    node: NodeRecord,
+    test_path: Path,
+    rows_path: Path,
+    frame: pd.DataFrame,
+) -> tuple[Path, Path | None, bool]:
+    """The prediction's folder: the new rows and their sample, an input view with them in place of
+    the test file and sample submission, the final script, and the final run's fitted models.
+
+    Returns the script's folder, the sample submission it sees and whether models were linked."""
     new_files = folder / "rows"
     new_files.mkdir(parents=True)
     replaced = {os.path.normpath(str(task.test_file)): _rows_file(rows_path, frame, test_path, new_files)}
@@ -83,35 +126,21 @@ def predict_with(
     ]
     links += [(source, Path(inner)) for inner, source in replaced.items()]
     view = build_input_dir(folder / "input", links, folds_csv=store.run_dir / FOLDS_PATH)
-    script_dir = prepare_script_dir(folder / "script", _final_code(store, node), view)
+    code = (store.run_dir / node.script_path).read_text(encoding="utf-8")
+    script_dir = prepare_script_dir(folder / "script", code, view)
     fitted = (store.run_dir / node.script_path).parent / FINAL_DIR / FITTED_DIR
     loaded = fitted.is_dir() and any(fitted.iterdir())
     if loaded:
         (script_dir / FITTED_DIR).symlink_to(fitted.resolve(), target_is_directory=True)
-    result = _run(script_dir, settings, task, store, executor)
-    if result.returncode != 0 or result.timed_out or result.memory_exceeded:
-        last = (result.error_text().strip().splitlines() or ["no output"])[-1]
-        raise PredictionError(f"the final script failed on the new rows ({last}); its folder is {script_dir}")
-    if loaded and node.score is not None and result.score != node.score:
-        notes.append(
-            f"the loaded models scored {result.score} on the validation rows where the final run scored "
-            f"{node.score}: the training data may have changed since the run"
-        )
-    produced = script_dir / FINAL_DIR / SUBMISSION_NAME
-    _check(produced, sample_path, task, script_dir)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial")
-    shutil.copyfile(produced, partial)
-    partial.replace(output)
-    make_writable(view)
-    shutil.rmtree(folder, ignore_errors=True)
+    return script_dir, sample_path, loaded
+
+
+def _remove(folder: Path) -> None:
+    if folder.exists():
+        make_writable(folder / "input")  # the input view is read-only
+        shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):  # the last prediction leaves no empty folder behind
         folder.parent.rmdir()
-    if not loaded:
-        notes.append("the final script kept no fitted models, so it trained again on the run's data")
-    return Prediction(
-        output=output, rows=len(frame), loaded_models=loaded, wall_s=time.monotonic() - started, notes=notes
-    )
 
 
 def _final_node(store: RunStore) -> NodeRecord:
@@ -120,10 +149,6 @@ def _final_node(store: RunStore) -> NodeRecord:
     if node is None or not (store.run_dir / node.script_path).is_file():
         raise PredictionError(f"run {store.run_id} has no submission yet, so no final solution to apply")
     return node
-
-
-def _final_code(store: RunStore, node: NodeRecord) -> str:
-    return (store.run_dir / node.script_path).read_text(encoding="utf-8")
 
 
 def _test_path(task: Task) -> Path:
