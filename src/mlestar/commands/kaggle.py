@@ -10,8 +10,16 @@ import typer
 from rich.console import Console
 
 from mlestar.commands.options import with_settings
+from mlestar.integrations import kaggle
 
 console = Console(soft_wrap=True)  # paths and URLs stay whole when the output is piped
+
+
+def download(name: str, dest: Path, *, force: bool = False) -> kaggle.Fetched:
+    """``kaggle.fetch``, announced first when it really downloads (which is silent and may be long)."""
+    if force or not kaggle.is_complete(dest.expanduser().resolve(), name):
+        console.print(f"downloading kaggle:{name} into {dest} ...")
+    return kaggle.fetch(name, dest, force=force)
 
 
 def fetch_command(
@@ -20,20 +28,23 @@ def fetch_command(
     force: Annotated[bool, typer.Option("--force", help="download again although DEST holds it")] = False,
 ) -> None:
     """Download a Kaggle competition's files, unpacked and described, into a competition folder."""
-    from mlestar.integrations import kaggle
+    from mlestar.errors import MlestarError
     from mlestar.task import load_task
 
-    fetched = kaggle.fetch(kaggle.competition_name(competition), dest, force=force)
+    fetched = download(kaggle.competition_name(competition), dest, force=force)
     if fetched.from_cache:
         console.print(f"{fetched.path} already holds kaggle:{fetched.name} (--force downloads it again)")
     else:
         console.print(f"downloaded kaggle:{fetched.name} to {fetched.path}: {len(fetched.files)} files")
     for note in fetched.notes:
         console.print(f"[yellow]note:[/] {note}")
-    task = load_task(fetched.path)
-    console.print(
-        f"target {', '.join(task.target_columns)}, metric {task.metric} (from {task.metric_source})"
-    )
+    try:
+        task = load_task(fetched.path)
+    except MlestarError as exc:  # the download is there; what intake makes of it is `mlestar profile`'s job
+        console.print(f"[yellow]note:[/] intake cannot read it as a competition yet: {exc}")
+        return
+    targets = ", ".join(task.target_columns)
+    console.print(f"target {targets}, metric {task.metric} (from {task.metric_source})")
     console.print(f"run it with: mlestar run {fetched.path}")
 
 
@@ -54,7 +65,6 @@ def submit_command(
     """Upload a run's submission.csv to a Kaggle competition and print its public score."""
     from mlestar.core.contract import SUBMISSION_NAME
     from mlestar.errors import ConfigError, KaggleError
-    from mlestar.integrations import kaggle
     from mlestar.settings import Settings
     from mlestar.store import open_run
 
@@ -69,7 +79,8 @@ def submit_command(
             raise ConfigError(f"run {summary.run_id} was not made from a Kaggle download: pass --kaggle NAME")
         competition = source.name
     name = kaggle.competition_name(competition)
-    scored = f": validation {summary.metric} {summary.best_score:.6g}" if summary.best_score is not None else ""
+    best = summary.best_score
+    scored = f": validation {summary.metric} {best:.6g}" if best is not None else ""
     text = message or f"mlestar run {summary.run_id}{scored}"
     result = kaggle.submit(name, path, text, wait_s=wait)
     if result.status == "error":

@@ -114,16 +114,15 @@ def run_command(
     overrides: dict[str, Any],
 ) -> None:
     """Run the whole MLE-STAR pipeline on a competition and leave a submission."""
+    from mlestar.commands.kaggle import download
     from mlestar.integrations import kaggle
     from mlestar.pipeline import run as run_pipeline
     from mlestar.settings import Settings
 
     settings = Settings.load(config, **overrides)
-    if kaggle.is_reference(competition):
-        fetched = kaggle.cached_folder(str(competition), settings.kaggle_cache_dir)
-        how = "cached" if fetched.from_cache else "downloaded"
-        console.print(f"kaggle:{fetched.name}: {how} in {fetched.path}")
-        competition = fetched.path
+    if kaggle.is_reference(competition):  # downloaded once into the cache, then a local folder
+        name = kaggle.competition_name(str(competition))
+        competition = download(name, kaggle.cache_folder(name, settings.kaggle_cache_dir)).path
     with ProgressView(live=console.is_terminal, time_limit_s=settings.time_limit_s) as view:
         result = run_pipeline(
             competition, settings=settings, run_id=run_id, metric=metric, target=target, id_column=id_column,

@@ -203,10 +203,13 @@ def is_complete(folder: Path, name: str) -> bool:
         return False
 
 
+def cache_folder(name: str, cache_dir: Path) -> Path:
+    return Path(cache_dir).expanduser() / competition_name(name)
+
+
 def cached_folder(reference: str, cache_dir: Path) -> Fetched:
     """The local folder of ``kaggle:NAME``: the cached download, fetched first when there is none."""
-    name = competition_name(reference)
-    return fetch(name, Path(cache_dir).expanduser() / name)
+    return fetch(competition_name(reference), cache_folder(reference, cache_dir))
 
 
 def fetch(name: str, dest: Path, *, force: bool = False) -> Fetched:
