@@ -97,16 +97,14 @@ def make_tracker(store: RunStore, bus: EventBus, task: Task, settings: Settings)
 
 
 class MlflowTracker:
-    def __init__(
-        self, store: RunStore, bus: EventBus, task: Task, settings: Settings, client: Any = None
-    ) -> None:
+    def __init__(self, store: RunStore, bus: EventBus, task: Task, settings: Settings) -> None:
         self.store = store
         self.bus = bus
         self.task = task
         self.settings = settings
         self.uri = str(settings.mlflow_tracking_uri)
         self.experiment_name = settings.mlflow_experiment or task.name
-        self.client = client
+        self.client: Any = None  # an MlflowClient, made in the worker (importing mlflow takes seconds)
         self.parent_id: str | None = None
         self.experiment_id: str | None = None
         self._cursor = 0  # seq of the last event written
@@ -168,10 +166,9 @@ class MlflowTracker:
         problem = _probe(self.uri)
         if problem:
             raise TrackingUnavailable(f"unreachable: {problem}")
-        if self.client is None:
-            from mlflow import MlflowClient
+        from mlflow import MlflowClient
 
-            self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
         known = self.store.get_meta(META_KEY) or {}
         if known.get("parent_run_id") and known.get("tracking_uri") == self.uri and self._continue(known):
             return
@@ -181,11 +178,11 @@ class MlflowTracker:
             self.experiment_id, start_time=_ms(created), tags=self._parent_tags(), run_name=self.store.run_id
         )
         self.parent_id = parent.info.run_id
-        self._log_params(self.parent_id, self._parent_params())
         self.store.set_meta(
             META_KEY,
             {"tracking_uri": self.uri, "experiment_id": self.experiment_id, "parent_run_id": self.parent_id},
         )
+        self._log_params(self.parent_id, self._parent_params())
 
     def _continue(self, known: dict[str, Any]) -> bool:
         """Take up the parent run of an earlier session of this run; False when it is gone."""
@@ -200,6 +197,10 @@ class MlflowTracker:
         self.parent_id, self.experiment_id = parent.info.run_id, parent.info.experiment_id
         if parent.info.status != "RUNNING":
             self.client.update_run(self.parent_id, status="RUNNING")
+        # Params cannot change; a session cut short before logging them, or a setting new since
+        # (a resume with more time keeps the first value), adds only what is missing.
+        logged = parent.data.params
+        self._log_params(self.parent_id, {k: v for k, v in self._parent_params().items() if k not in logged})
         self._logged = self._children()
         return True
 
