@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"mlestar.settings", "mlestar.metrics"},
     {"mlestar.task"},
     {"mlestar.grading", "mlestar.store", "mlestar.exec"},
-    {"mlestar.llm", "mlestar.search"},
+    {"mlestar.llm", "mlestar.search", "mlestar.integrations"},
     {"mlestar.brain", "mlestar.report"},
     {"mlestar.pipeline"},
     {"mlestar.bench", "mlestar.server"},

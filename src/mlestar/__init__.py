@@ -17,7 +17,7 @@ from typing import Any
 
 __version__ = version("mlestar")  # pyproject.toml holds the one version number
 
-__all__ = ["RunResult", "Settings", "__version__", "arun", "aresume", "load_task", "resume", "run"]
+__all__ = ["RunResult", "Settings", "__version__", "arun", "aresume", "load_task", "predict", "resume", "run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -26,6 +26,10 @@ def __getattr__(name: str) -> Any:
         from mlestar import pipeline
 
         return getattr(pipeline, name)
+    if name == "predict":
+        from mlestar.pipeline.predict import predict
+
+        return predict
     if name == "Settings":
         from mlestar.settings import Settings
 

@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 err_console = Console(stderr=True)
 
-COMMAND_MODULES = ("task", "run", "llm", "serve", "bench")
+COMMAND_MODULES = ("task", "run", "llm", "serve", "bench", "kaggle", "predict")
 
 
 _registered = False

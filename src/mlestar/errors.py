@@ -41,6 +41,14 @@ class RunNotFound(MlestarError):
     """No run with the given id exists in the runs folder."""
 
 
+class PredictionError(MlestarError):
+    """New rows cannot be predicted: no final solution, rows that do not fit, or a failed script."""
+
+
+class KaggleError(MlestarError):
+    """Kaggle cannot be used: no credentials, rules not accepted, unknown competition, no network."""
+
+
 class BudgetExhausted(MlestarError):
     """The run's time, token or dollar budget is spent."""
 

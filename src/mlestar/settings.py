@@ -26,7 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from mlestar.errors import ConfigError
 
-Group = Literal["method", "checks", "resources", "data", "llm", "storage", "server", "cluster"]
+Group = Literal["method", "checks", "resources", "data", "llm", "storage", "server", "cluster", "tracking"]
 Scope = Literal["run", "process"]
 CacheMode = Literal["use", "off", "replay"]
 ExecutorName = Literal["local", "ray"]
@@ -317,6 +317,27 @@ class Settings(BaseSettings):
         le=100,
     )
 
+    # -- integrations: MLflow tracking, Kaggle downloads ------------------------------------------
+    # Stored with the run, so a resumed run keeps recording into the same MLflow parent run.
+    mlflow_tracking_uri: str | None = setting(
+        None,
+        "record the run in MLflow at this tracking URI (http://host:5000, sqlite:///mlflow.db, ...)",
+        group="tracking",
+        flags=("--mlflow",),
+    )
+    mlflow_experiment: str | None = setting(
+        None,
+        "MLflow experiment of the run (default: the competition's name)",
+        group="tracking",
+        flags=("--mlflow-experiment",),
+    )
+    kaggle_cache_dir: Path = setting(
+        Path("~/.cache/mlestar/kaggle"),
+        "where `mlestar run kaggle:NAME` keeps downloaded competitions",
+        group="storage",
+        scope="process",
+    )
+
     # -- where runs live, and the web server -----------------------------------------------------
     runs_dir: Path = setting(
         Path("runs"), "folder holding the runs", group="storage", scope="process", flags=("--runs-dir",)
@@ -367,7 +388,15 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "llm", "search", "llm_base_url", "llm_api_key_env", "token", "ray_address", mode="before"
+        "llm",
+        "search",
+        "llm_base_url",
+        "llm_api_key_env",
+        "token",
+        "ray_address",
+        "mlflow_tracking_uri",
+        "mlflow_experiment",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:

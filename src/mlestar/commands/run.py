@@ -105,9 +105,11 @@ def _print_result(result: Any) -> None:
             console.print(f"{label}: {path}")
 
 
-@with_settings("method", "checks", "resources", "data", "llm", "storage", "cluster")
+@with_settings("method", "checks", "resources", "data", "llm", "storage", "cluster", "tracking")
 def run_command(
-    competition: Annotated[Path, typer.Argument(help="competition folder (plain or MLE-bench prepared)")],
+    competition: Annotated[
+        Path, typer.Argument(help="competition folder (plain or MLE-bench prepared), or kaggle:NAME")
+    ],
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of settings")] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="name of the run folder")] = None,
     metric: Annotated[str | None, typer.Option("--metric", help="override the detected metric")] = None,
@@ -117,10 +119,15 @@ def run_command(
     overrides: dict[str, Any],
 ) -> None:
     """Run the whole MLE-STAR pipeline on a competition and leave a submission."""
+    from mlestar.commands.kaggle import download
+    from mlestar.integrations import kaggle
     from mlestar.pipeline import run as run_pipeline
     from mlestar.settings import Settings
 
     settings = Settings.load(config, **overrides)
+    if kaggle.is_reference(competition):  # downloaded once into the cache, then a local folder
+        name = kaggle.competition_name(str(competition))
+        competition = download(name, kaggle.cache_folder(name, settings.kaggle_cache_dir)).path
     with ProgressView(live=console.is_terminal, time_limit_s=settings.time_limit_s) as view:
         result = run_pipeline(
             competition, settings=settings, run_id=run_id, metric=metric, target=target, id_column=id_column,

@@ -14,6 +14,10 @@ import re
 INPUT_DIR = "input"  # read-only view of the competition data, plus the run's split
 WORKING_DIR = "working"  # scratch space
 FINAL_DIR = "final"  # what a final run hands back
+# What a final run fitted, kept under ./final/fitted/ (expert scripts); `mlestar predict` runs the
+# final script again on new rows with that folder linked at ./fitted/, and the script loads instead
+# of training.
+FITTED_DIR = "fitted"
 SCRIPT_NAME = "script.py"
 FOLDS_NAME = "folds.csv"  # row, fold (0 = validation hold-out), dev (1 = development subsample)
 SUBMISSION_NAME = "submission.csv"
@@ -162,6 +166,7 @@ def template_globals() -> dict[str, object]:
         "FOLDS_NAME": FOLDS_NAME,
         "SUBMISSION_NAME": SUBMISSION_NAME,
         "VAL_PREDICTIONS_NAME": VAL_PREDICTIONS_NAME,
+        "FITTED_DIR": FITTED_DIR,
         "score_print": score_print,
         "ablation_print": ablation_print,
         "final_flag_line": final_flag_line,

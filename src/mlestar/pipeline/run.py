@@ -36,6 +36,8 @@ from mlestar.errors import (
 )
 from mlestar.exec.pool import Executor, LocalExecutor
 from mlestar.exec.workspace import build_input_dir, make_writable
+from mlestar.integrations import kaggle
+from mlestar.integrations.mlflow_tracking import make_tracker
 from mlestar.pipeline import phases
 from mlestar.pipeline.budget import Budget
 from mlestar.pipeline.control import ControlWatcher, install_signal_handlers
@@ -311,6 +313,7 @@ def execute(
     resumed = store.get_meta("status") != RunStatus.CREATED.value
     # Built before the run is marked running: a missing key on resume leaves the run as it was.
     brain = brain or make_brain(settings, store, bus)
+    tracker = make_tracker(store, bus, task, settings)  # MLflow, when the run records there
     stored_context = store.get_meta("context")
     if stored_context is None:  # a run created before contexts were stored
         stored_context = brain_context(task, settings, store.run_dir, str(store.get_meta("data_report", "")))
@@ -343,6 +346,8 @@ def execute(
             "started_at": time.time(),
         },
     )
+    if tracker is not None:
+        tracker.start()
     if resumed:
         bus.publish(EventType.RUN_RESUMED, f"resumed {store.run_id}")
     else:
@@ -402,6 +407,8 @@ def execute(
             f"finished; best {task.metric} {result.best_score}",
             data={"best_score": result.best_score},
         )
+    if tracker is not None:
+        tracker.close(status)
     if error is not None:
         raise error
     return result
@@ -479,6 +486,8 @@ def run(
         settings = Settings.load(**{**settings.model_dump(), **overrides})
     if brain is None and settings.llm:
         make_brain(settings)  # a missing key or bad model spec fails now, before a run folder exists
+    if kaggle.is_reference(competition):  # downloaded once into the cache, then a local folder
+        competition = kaggle.cached_folder(str(competition), settings.kaggle_cache_dir).path
     # Made before the run folder, so an unreachable cluster leaves nothing behind.
     own = executor is None
     chosen = executor or make_executor(settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, UploadFile, status
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from mlestar.core.events import Event
@@ -237,6 +237,25 @@ def download(
     if name == "report.html":
         response.headers["content-security-policy"] = REPORT_POLICY
     return response
+
+
+@router.post(
+    "/runs/{run_id}/predict",
+    tags=["files"],
+    summary="Predict new rows (a CSV upload with the test file's columns) with the run's final solution",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}, 400: {"model": Problem}},
+)
+def predict(run_id: RunId, svc: Service, file: UploadFile) -> Response:
+    content, loaded = svc.predict(run_id, file)
+    return Response(
+        content,
+        media_type="text/csv",
+        headers={
+            "content-disposition": f'attachment; filename="{run_id}-predictions.csv"',
+            "x-mlestar-models": "loaded" if loaded else "retrained",
+        },
+    )
 
 
 @router.post("/runs/{run_id}/report", tags=["files"], summary="Write report.html and report.md now")

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import difflib
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import HTTPException, status
+from fastapi import HTTPException, UploadFile, status
 
 from mlestar.core.events import Event
 from mlestar.errors import RunNotFound
@@ -49,6 +51,7 @@ from mlestar.store import DB_NAME, RunStatus, RunStore
 CODE_LIMIT = 512_000  # characters of a script shown in full
 OUTPUT_LIMIT = 200_000  # tail of stdout / stderr shown
 LIVE = frozenset({RunStatus.CREATED, RunStatus.RUNNING, RunStatus.PAUSED})
+UPLOAD_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")  # an upload named otherwise is read as CSV
 
 
 def not_found(detail: str) -> HTTPException:
@@ -281,6 +284,27 @@ class RunService:
         if path is None or not path.is_file():
             raise not_found(f"run {run_id} has no {name} yet")
         return path
+
+    def predict(self, run_id: str, upload: UploadFile) -> tuple[bytes, bool]:
+        """Predictions for the uploaded rows (CSV bytes) and whether the final run's models were loaded."""
+        from mlestar.errors import MlestarError
+        from mlestar.pipeline.predict import predict_with
+
+        folder = self.folder(run_id)
+        if folder is None:
+            raise not_found(f"no run {run_id!r}")
+        name = Path(upload.filename or "rows.csv").name
+        with tempfile.TemporaryDirectory(prefix="mlestar-predict-") as scratch:
+            rows = Path(scratch) / (name if Path(name).suffix.lower() in UPLOAD_SUFFIXES else "rows.csv")
+            with rows.open("wb") as handle:
+                shutil.copyfileobj(upload.file, handle)
+            output = Path(scratch) / "predictions.csv"
+            with RunStore(folder) as store:
+                try:
+                    result = predict_with(store, rows, output)
+                except MlestarError as exc:
+                    raise bad_request(str(exc)) from None
+            return output.read_bytes(), result.loaded_models
 
     def write_report(self, run_id: str) -> tuple[Path, Path]:
         from mlestar.report import write_report
