@@ -57,7 +57,7 @@ def test_report_files_hold_the_story_of_the_run(tmp_path: Path) -> None:
     assert md.startswith("# mlestar report: churn")
     tree_lines = [line for line in md.splitlines() if re.match(r"\s*- #\d+ ", line)]
     assert len(tree_lines) == 10
-    assert "    - #6 **refine** tenure bins x10: 0.87 (phase2, track 0)" in tree_lines
+    assert "    - #6 **refine** tenure bins x10: 0.87 (phase2, track 0, on ray node 5c0ffee00000 (10.0.0.5))" in tree_lines
     assert "      - #9 **ensemble** rank average (+ #4): 0.88 (phase3) ★ best ✓ submitted" in tree_lines
     assert "- #3 **candidate** catboost: failed (phase1)" in tree_lines
     for text in ("| tenure bins | -0.03 |", "Average the ranks", "```python", "## Final script"):
