@@ -23,6 +23,7 @@ from mlestar.errors import TaskError
 FULL_READ_BYTES = 24 * 2**20  # read exactly below this size
 SAMPLE_BYTES = 8 * 2**20  # head of a larger file used for profiling and the row estimate
 MAX_SAMPLE_ROWS = 200_000
+SPREAD_CHUNKS = 16  # a spread sample reads this many pieces from across a large file
 KIND_SAMPLE = 5_000  # values looked at when telling text from categories or dates
 
 _FORMATS = {
@@ -65,6 +66,7 @@ class TableSample:
     fully_read: bool
     size_bytes: int
     format: str
+    spread: bool = False  # pieces from across the file rather than its head
 
 
 def _first_line(exc: BaseException) -> str:
@@ -190,6 +192,37 @@ def read_table_sample(path: Path) -> TableSample:
     body_bytes = max(covered - header_bytes, 1)
     estimate = round(len(frame) * (size - header_bytes) / body_bytes)
     return TableSample(frame, max(estimate, len(frame)), True, False, size, fmt)
+
+
+def read_spread_sample(path: Path) -> TableSample:
+    """Like ``read_table_sample``, but a large plain CSV is sampled in pieces from across the whole
+    file rather than from its head, so a table sorted by its key shows all of its keys (what join
+    coverage is measured on). Other files, and any file the pieces fail to parse, get the head."""
+    head = read_table_sample(path)
+    fmt = table_format(path)
+    if head.fully_read or fmt not in ("csv", "tsv") or _compressed(path):
+        return head
+    piece = SAMPLE_BYTES // SPREAD_CHUNKS
+    frames = []
+    with open(path, "rb") as handle:
+        header = handle.readline()
+        for i in range(SPREAD_CHUNKS):
+            handle.seek(len(header) + (head.size_bytes - len(header) - piece) * i // max(SPREAD_CHUNKS - 1, 1))
+            block = handle.read(piece)
+            start = 0 if i == 0 else block.find(b"\n") + 1
+            end = block.rfind(b"\n") + 1
+            if end <= start:
+                continue
+            try:
+                frames.append(pd.read_csv(io.BytesIO(header + block[start:end]), **_csv_options(fmt)))  # type: ignore[arg-type]
+            except _READ_ERRORS:
+                return head  # a cut inside a quoted field spanning lines: the head is safer
+    if not frames:
+        return head
+    frame = pd.concat(frames, ignore_index=True)
+    if list(frame.columns) != list(head.frame.columns):
+        return head
+    return TableSample(frame, head.rows, head.rows_estimated, False, head.size_bytes, fmt or "csv", spread=True)
 
 
 # --- column profiles -----------------------------------------------------------------------------
