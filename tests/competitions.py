@@ -207,8 +207,10 @@ def aux_competition(root: Path, case: str, *, n_train: int = 1500, n_test: int =
         start = pd.Timestamp("2021-03-01")
         hours = pd.date_range(start, periods=40 * 24, freq="h")
         weather = pd.DataFrame([(s, h) for s in stations for h in hours], columns=["station", "stamp"])
-        weather["rain"] = np.where(rng.random(len(weather)) < 0.3, rng.gamma(2.0, 2.0, len(weather)), 0.0).round(2)
-        weather["temp"] = (8 + 6 * np.sin(weather["stamp"].dt.hour / 24 * 2 * np.pi) + rng.normal(size=len(weather))).round(1)
+        rows = len(weather)
+        weather["rain"] = np.where(rng.random(rows) < 0.3, rng.gamma(2.0, 2.0, rows), 0.0).round(2)
+        daily = np.sin(weather["stamp"].dt.hour / 24 * 2 * np.pi)
+        weather["temp"] = (8 + 6 * daily + rng.normal(size=rows)).round(1)
         weather["date"] = weather["stamp"].dt.strftime("%Y-%m-%d")
         weather["hour"] = weather["stamp"].dt.hour
         tables["weather.csv"] = weather[["station", "date", "hour", "temp", "rain"]]
@@ -216,7 +218,8 @@ def aux_competition(root: Path, case: str, *, n_train: int = 1500, n_test: int =
         when = start + pd.to_timedelta(rng.integers(0, 40 * 24 * 60, size=n), unit="m")
         frame["when"] = when.strftime("%Y-%m-%d %H:%M")
         rain = weather.set_index(["station", "stamp"])["rain"]
-        signal += 0.6 * np.minimum(rain.reindex(list(zip(frame["station"], when.floor("h")))).to_numpy(), 6.0)
+        hour_keys = list(zip(frame["station"], when.floor("h"), strict=True))
+        signal += 0.6 * np.minimum(rain.reindex(hour_keys).to_numpy(), 6.0)
     if "lookup" in kinds:
         shops = pd.DataFrame({"code": np.arange(1, 601)})
         shops["size"] = rng.gamma(2.0, 1.0, len(shops)).round(3)
@@ -225,7 +228,8 @@ def aux_competition(root: Path, case: str, *, n_train: int = 1500, n_test: int =
         frame.loc[rng.random(n) < 0.05, "shop"] = np.nan
         by_code = shops.set_index("code")
         size = by_code["size"].reindex(frame["shop"]).to_numpy()
-        form = by_code["format"].reindex(frame["shop"]).map({"mall": 1.0, "street": 0.0, "outlet": -1.0}).to_numpy()
+        effects = {"mall": 1.0, "street": 0.0, "outlet": -1.0}
+        form = by_code["format"].reindex(frame["shop"]).map(effects).to_numpy()
         signal += np.nan_to_num(1.0 * size + 0.8 * form)
         listed = shops.sample(frac=0.7, random_state=seed).sort_values("code")
         # parquet keeps the zero-padded codes text (a CSV reader would turn them into integers)
@@ -237,8 +241,9 @@ def aux_competition(root: Path, case: str, *, n_train: int = 1500, n_test: int =
         spend_level = rng.gamma(2.0, 10.0, size=n)
         amount = rng.gamma(2.0, np.repeat(spend_level, counts) / 2.0).round(2)
         stamp = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 365 * 24, len(owner)), unit="h")
-        transactions = pd.DataFrame({"customer_id": owner, "amount": amount, "at": stamp.strftime("%Y-%m-%d %H:%M"),
-                                     "channel": rng.choice(["web", "shop", "phone"], len(owner))})
+        channel = rng.choice(["web", "shop", "phone"], len(owner))
+        at = stamp.strftime("%Y-%m-%d %H:%M")
+        transactions = pd.DataFrame({"customer_id": owner, "amount": amount, "at": at, "channel": channel})
         tables["transactions.csv"] = transactions.sample(frac=1.0, random_state=seed).reset_index(drop=True)
         signal += 0.05 * counts + 0.04 * spend_level - 1.5
     if "reference" in kinds:
@@ -271,7 +276,8 @@ def aux_competition(root: Path, case: str, *, n_train: int = 1500, n_test: int =
     train, test = frame.iloc[:n_train], frame.iloc[n_train:]
     train.to_csv(root / "train.csv", index=False)
     test.drop(columns=[target]).to_csv(root / "test.csv", index=False)
-    pd.DataFrame({"customer_id": test["customer_id"], target: sample_value}).to_csv(root / "sample_submission.csv", index=False)
+    sample = pd.DataFrame({"customer_id": test["customer_id"], target: sample_value})
+    sample.to_csv(root / "sample_submission.csv", index=False)
     (root / "private").mkdir(exist_ok=True)
     test[["customer_id", target]].to_csv(root / "private" / "answers.csv", index=False)
     for name, table in tables.items():
@@ -279,5 +285,6 @@ def aux_competition(root: Path, case: str, *, n_train: int = 1500, n_test: int =
             table.to_parquet(root / name, index=False)
         else:
             table.to_csv(root / name, index=False)
-    (root / "description.md").write_text(f"# Auxiliary tables: {case}\n\nPredict `{target}`.\n\n## Evaluation\n\n{metric}\n")
+    description = f"# Auxiliary tables: {case}\n\nPredict `{target}`.\n\n## Evaluation\n\n{metric}\n"
+    (root / "description.md").write_text(description)
     return root

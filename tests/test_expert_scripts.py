@@ -168,7 +168,8 @@ def test_every_card_brings_its_template_imports_and_knobs(tasks, card):
 def test_block_registry_covers_the_block_templates_in_script_order(tasks, brain):
     # ensemble.py.j2 is the ensemble script's own block, not one of a solution's.
     block_templates = {p.name for p in TEMPLATE_DIR.glob("*.py.j2")} - {"ensemble.py.j2"}
-    join_templates = [block_for(JOINING).template, block_for("join_cities").template]  # one block per joined table
+    # a solution joining tables has the joining block and one block per table
+    join_templates = [block_for(JOINING).template, block_for("join_cities").template]
     assert sorted([b.template for b in BLOCKS] + join_templates) == sorted(block_templates)
     script = brain.write_candidate(tasks["binary"].ctx, ModelCard(name="lightgbm"))
     assert list(find_blocks(script.code)) == [b.name for b in BLOCKS]
@@ -183,8 +184,9 @@ def test_block_state_round_trips_and_each_block_owns_its_own_part(tasks, brain):
     spec.training.class_weight = "balanced"
     other = spec.copy_deep()  # differs from spec in every block
     other.facts.seed += 1
+    link = JoinLinkSpec(prefix="cities", keys=[["city", "value", "city", "value"]], coverage=1.0)
     other.joins = [JoinSpec(name="join_cities", file="cities.csv", relation="lookup", numbers=["population"],
-                            links=[JoinLinkSpec(prefix="cities", keys=[["city", "value", "city", "value"]], coverage=1.0)])]
+                            links=[link])]
     other.cleaning.lowercase = True
     other.features.groups.append("row_stats")
     other.encoding.method = "onehot"
@@ -198,7 +200,8 @@ def test_block_state_round_trips_and_each_block_owns_its_own_part(tasks, brain):
         assert set_block_state(spec, name, block_state(spec, name)) == spec, name
         moved = set_block_state(spec, name, block_state(other, name))
         expected = [JOINING, name] if name == "join_cities" else [name]
-        assert changed_blocks(spec, moved) == expected and block_state(moved, name) == block_state(other, name)
+        assert changed_blocks(spec, moved) == expected
+        assert block_state(moved, name) == block_state(other, name)
 
 
 def test_state_is_recovered_from_the_code_when_info_is_lost(tasks, brain):

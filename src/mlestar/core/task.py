@@ -179,4 +179,5 @@ def _join_line(item: DataFile) -> str:
     link = item.table.links[0]
     relation = "one row per key" if link.lookup else f"{link.rows_per_key:.1f} rows per key"
     test = "" if link.test_coverage is None else f", {link.test_coverage:.0%} of test rows"
-    return f"Auxiliary table {item.path}: joins on {link.describe()} ({relation}; {link.coverage:.0%} of train rows{test})"
+    share = f"{link.coverage:.0%} of train rows{test}"
+    return f"Auxiliary table {item.path}: joins on {link.describe()} ({relation}; {share})"

@@ -19,8 +19,6 @@ import pandas as pd
 
 KEY_SEPARATOR = "\x1f"
 TIMESTAMP_PARTS = ("date", "datehour", "moment", "year", "month", "day", "hour")
-NUMBER_AGGREGATIONS = ("mean", "min", "max", "std", "sum", "first", "last")
-CATEGORY_AGGREGATIONS = ("nunique", "top", "last")
 
 
 def key_text(values):
@@ -29,13 +27,15 @@ def key_text(values):
     if pd.api.types.is_bool_dtype(values):
         values = values.astype(float)
     if pd.api.types.is_numeric_dtype(values):
-        numbers = values.astype(float)
-        finite = np.isfinite(numbers.to_numpy())
-        whole = finite & (numbers.to_numpy() == np.round(numbers.to_numpy())) & (np.abs(numbers.to_numpy()) < 2**53)
-        text = pd.Series(np.full(len(numbers), np.nan, dtype=object))
-        text[whole] = numbers[whole].astype("int64").astype(str).to_numpy(dtype=object)
-        text[finite & ~whole] = numbers[finite & ~whole].astype(str).to_numpy(dtype=object)
-        return text
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)
+        finite = np.isfinite(numbers)
+        whole = finite & (numbers == np.round(numbers)) & (np.abs(numbers) < 2**53)
+        text = np.full(len(numbers), np.nan, dtype=object)
+        if whole.any():
+            text[whole] = pd.Series(numbers[whole].astype(np.int64)).astype("str").to_numpy(dtype=object)
+        if (finite & ~whole).any():
+            text[finite & ~whole] = pd.Series(numbers[finite & ~whole]).astype("str").to_numpy(dtype=object)
+        return pd.Series(text)
     text = values.astype("string").str.strip()
     present = (text != "").fillna(False).astype(bool)
     return text.astype(object).where(present, np.nan)
@@ -68,14 +68,18 @@ def key_column(values, part):
     stamps = timestamps(values)
     if part in ("year", "month", "day", "hour"):
         return key_text(getattr(stamps.dt, part).astype(float))
-    unit = {"date": pd.Timedelta(days=1), "datehour": pd.Timedelta(hours=1), "moment": pd.Timedelta(seconds=1)}[part]
+    unit = {
+        "date": pd.Timedelta(days=1),
+        "datehour": pd.Timedelta(hours=1),
+        "moment": pd.Timedelta(seconds=1),
+    }[part]
     steps = (stamps - pd.Timestamp("1970-01-01", tz="UTC")) // unit
     return key_text(steps.astype(float))
 
 
 def join_key(frame, columns, parts):
     """The composite key of every row as one text value (missing when any part is missing)."""
-    pieces = [key_column(frame[column], part) for column, part in zip(columns, parts)]
+    pieces = [key_column(frame[column], part) for column, part in zip(columns, parts, strict=True)]
     key = pieces[0]
     if len(pieces) > 1:
         key = pieces[0].astype("string").str.cat([p.astype("string") for p in pieces[1:]], sep=KEY_SEPARATOR)
@@ -121,7 +125,9 @@ def summarise(table, key, plan, prefix):
     values["__key__"] = key.to_numpy(dtype=object)
     if plan.get("order_by") and plan["order_by"] in table.columns:
         # "first" and "last" follow time, not file order
-        days = (timestamps(table[plan["order_by"]]) - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(days=1)
+        days = (timestamps(table[plan["order_by"]]) - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(
+            days=1
+        )
         values = values.iloc[np.argsort(days.to_numpy(dtype=float), kind="stable")]
     values = values[values["__key__"].notna()]
     if plan["relation"] == "lookup":
@@ -134,7 +140,7 @@ def summarise(table, key, plan, prefix):
     numbers = plan["numbers"] + plan["dates"]
     for how in plan["aggregations"] if numbers else []:
         stats = grouped[numbers].agg(how)
-        parts.append(stats.rename(columns=lambda c: f"{prefix}_{c}_{how}").astype(float))
+        parts.append(stats.rename(columns={c: f"{prefix}_{c}_{how}" for c in numbers}).astype(float))
     for column in plan["categories"]:
         for how in plan["category_aggregations"]:
             if how == "nunique":
@@ -149,12 +155,20 @@ def summarise(table, key, plan, prefix):
     return pd.concat(parts, axis=1)
 
 
+def comparable(values):
+    """A column's values in a form where equal columns are equal: numbers as floats (an integer
+    column and its joined float copy are one column), everything else as it is."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype(float).reset_index(drop=True)
+    return values.reset_index(drop=True)
+
+
 def degenerate_columns(frame, columns):
     """Of ``columns``: those all missing or single-valued in ``frame``, and those repeating another
     column of ``frame`` value for value (the earlier one is kept)."""
     drop, seen = [], {}
     for column in frame.columns:
-        values = frame[column]
+        values = comparable(frame[column])
         if column in columns and values.nunique(dropna=False) <= 1:
             drop.append(column)
             continue
@@ -163,7 +177,7 @@ def degenerate_columns(frame, columns):
         except TypeError:  # unhashable cells (lists from a JSON table) cannot repeat a joined column
             continue
         earlier = seen.get(signature)
-        if earlier is not None and column in columns and values.equals(frame[earlier]):
+        if earlier is not None and column in columns and values.equals(comparable(frame[earlier])):
             drop.append(column)
             continue
         seen.setdefault(signature, column)
@@ -190,7 +204,11 @@ def attach_table(train, test, table, plan):
     """Join one auxiliary table to the train rows (and the test rows, when given) by every link
     of its plan; joined columns that would only add noise or crash a model are dropped."""
     table_columns = [k[2] for link in plan["links"] for k in link["keys"]]
-    missing = [c for c in table_columns + plan["numbers"] + plan["dates"] + plan["categories"] if c not in table.columns]
+    missing = [
+        c
+        for c in table_columns + plan["numbers"] + plan["dates"] + plan["categories"]
+        if c not in table.columns
+    ]
     if missing:
         print(f"join {plan['name']}: {plan['file']} lacks the column(s) {missing}, not joined")
         return train, test
@@ -206,8 +224,14 @@ def attach_table(train, test, table, plan):
         if test is not None:
             test = test.drop(columns=[c for c in drop if c in test.columns])
         keys = " + ".join(k[0] if k[1] == "value" else f"{k[1]} of {k[0]}" for k in link["keys"])
-        shares = f"{train_share:.1%} of train rows" + ("" if test is None else f", {test_share:.1%} of test rows")
-        dropped = f", {len(drop)} dropped as constant, empty or duplicate ({', '.join(drop[:5])})" if drop else ""
-        print(f"joined {plan['file']} as {link['prefix']}_*: key {keys} matched {shares}; "
-              f"{len(new) - len(drop)} new columns{dropped}")
+        shares = f"{train_share:.1%} of train rows" + (
+            "" if test is None else f", {test_share:.1%} of test rows"
+        )
+        dropped = (
+            f", {len(drop)} dropped as constant, empty or duplicate ({', '.join(drop[:5])})" if drop else ""
+        )
+        print(
+            f"joined {plan['file']} as {link['prefix']}_*: key {keys} matched {shares}; "
+            f"{len(new) - len(drop)} new columns{dropped}"
+        )
     return train, test

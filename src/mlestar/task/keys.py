@@ -23,7 +23,7 @@ import pandas as pd
 from mlestar.core.task import ColumnProfile, JoinLink, KeyPair
 from mlestar.task.joining import TIMESTAMP_PARTS, key_column, timestamps
 
-MAX_TRAIN_ROWS = 50_000  # train rows a coverage is measured on
+MAX_TRAIN_ROWS = 20_000  # train (and test) rows a coverage is measured on
 MIN_PAIR_COVERAGE = 0.01  # a same-named pair matching fewer train rows is no candidate
 OTHER_NAME_COVERAGE = 0.5  # differently named columns must match at least this share of train rows
 UNIQUE_SHARE = 0.9  # a table column this unique looks like a lookup's code
@@ -109,8 +109,11 @@ class _Sides:
         self._hashes: dict[tuple[str, str, str], np.ndarray] = {}
         self._stamps: dict[tuple[str, str], pd.Series] = {}
         self._measured: dict[frozenset[_Pair], _Stats] = {}
-        self.n_unique = {side: {c: int(f[c].nunique()) for c in f.columns} for side, f in self.frames.items()
-                         if f is not None}
+        self.n_unique = {
+            side: {c: int(f[c].nunique()) for c in f.columns}
+            for side, f in self.frames.items()
+            if f is not None
+        }
 
     def column(self, side: str, column: str, part: str) -> pd.Series:
         frame = self.frames[side]
@@ -135,8 +138,12 @@ class _Sides:
         frame = self.frames[side]
         if frame is None or (side != "aux" and any(p.train not in frame.columns for p in pairs)):
             return None
-        arrays = [self.hashes(side, p.aux, p.aux_part) if side == "aux" else self.hashes(side, p.train, p.train_part)
-                  for p in pairs]
+        arrays = [
+            self.hashes(side, p.aux, p.aux_part)
+            if side == "aux"
+            else self.hashes(side, p.train, p.train_part)
+            for p in pairs
+        ]
         key = arrays[0]
         for more in arrays[1:]:
             mixed = key * _MIX + more
@@ -277,7 +284,10 @@ def _grow(sides: _Sides, start: _Pair, pairs: list[_Pair]) -> tuple[tuple[_Pair,
                 continue
             if measured.rows_per_key >= stats.rows_per_key * MIN_GAIN:
                 continue
-            if best is None or (measured.rows_per_key, -measured.coverage) < (best[1].rows_per_key, -best[1].coverage):
+            if best is None or (measured.rows_per_key, -measured.coverage) < (
+                best[1].rows_per_key,
+                -best[1].coverage,
+            ):
                 best = (trial, measured)
         if best is None:
             break
@@ -285,9 +295,17 @@ def _grow(sides: _Sides, start: _Pair, pairs: list[_Pair]) -> tuple[tuple[_Pair,
     return key, stats
 
 
+_PART_ORDER = ("value", "number", "text", "moment", "datehour", "date", "year", "month", "day", "hour")
+
+
 def _link(sides: _Sides, key: tuple[_Pair, ...], stats: _Stats) -> JoinLink:
+    train = sides.frames["train"]
+    assert train is not None
+    columns = [str(c) for c in train.columns]
+    # in the train table's column order, coarse parts of a timestamp first: how a person writes it
+    ordered = sorted(key, key=lambda p: (columns.index(p.train), _PART_ORDER.index(p.train_part)))
     return JoinLink(
-        keys=[p.as_key_pair() for p in key],
+        keys=[p.as_key_pair() for p in ordered],
         coverage=round(stats.coverage, 4),
         test_coverage=None if (share := sides.test_coverage(key)) is None else round(share, 4),
         rows_per_key=round(stats.rows_per_key, 3),
@@ -334,13 +352,18 @@ def find_links(
     links = [_link(sides, best_key, best_stats)]
     if len(best_key) == 1:
         (first,) = best_key
-        siblings = [p for p in pairs if (p.aux, p.aux_part) == (first.aux, first.aux_part) and p.train != first.train]
+        siblings = [
+            p for p in pairs if (p.aux, p.aux_part) == (first.aux, first.aux_part) and p.train != first.train
+        ]
         for pair in sorted(siblings, key=lambda p: p.train):
             stats = sides.measure((pair,))
             if stats.useful:
                 links.append(_link(sides, (pair,), stats))
-    usable = [link for link in links if all(k.train in (test.columns if test is not None else train.columns)
-                                             for k in link.keys)]
+    usable = [
+        link
+        for link in links
+        if all(k.train in (test.columns if test is not None else train.columns) for k in link.keys)
+    ]
     if not usable:
         return [], "its key columns are not in the test table"
     return usable, ""

@@ -207,14 +207,16 @@ def read_spread_sample(path: Path) -> TableSample:
     with open(path, "rb") as handle:
         header = handle.readline()
         for i in range(SPREAD_CHUNKS):
-            handle.seek(len(header) + (head.size_bytes - len(header) - piece) * i // max(SPREAD_CHUNKS - 1, 1))
+            span = head.size_bytes - len(header) - piece
+            handle.seek(len(header) + span * i // max(SPREAD_CHUNKS - 1, 1))
             block = handle.read(piece)
             start = 0 if i == 0 else block.find(b"\n") + 1
             end = block.rfind(b"\n") + 1
             if end <= start:
                 continue
             try:
-                frames.append(pd.read_csv(io.BytesIO(header + block[start:end]), **_csv_options(fmt)))  # type: ignore[arg-type]
+                piece_text = io.BytesIO(header + block[start:end])
+                frames.append(pd.read_csv(piece_text, **_csv_options(fmt)))  # type: ignore[arg-type]
             except _READ_ERRORS:
                 return head  # a cut inside a quoted field spanning lines: the head is safer
     if not frames:
@@ -222,7 +224,7 @@ def read_spread_sample(path: Path) -> TableSample:
     frame = pd.concat(frames, ignore_index=True)
     if list(frame.columns) != list(head.frame.columns):
         return head
-    return TableSample(frame, head.rows, head.rows_estimated, False, head.size_bytes, fmt or "csv", spread=True)
+    return TableSample(frame, head.rows, head.rows_estimated, False, head.size_bytes, head.format, spread=True)
 
 
 # --- column profiles -----------------------------------------------------------------------------

@@ -206,7 +206,8 @@ def _without_join(name: str) -> Variant:
         join = next((j for j in spec.joins if j.name == name), None)
         if join is None:
             return None
-        added = [c for names in join_columns(join).values() for c in names if c not in spec.cleaning.drop_cols]
+        columns = [c for names in join_columns(join).values() for c in names]
+        added = [c for c in columns if c not in spec.cleaning.drop_cols]
         new = spec.copy_deep()
         new.cleaning.drop_cols = spec.cleaning.drop_cols + added
         return new
@@ -217,9 +218,11 @@ def _without_join(name: str) -> Variant:
 def join_components(spec: SolutionSpec) -> list[Component]:
     """One component per joined table, named after its block: what the table adds to the score."""
     # the texts are format strings (see Component.describe): a brace in a file name stays a brace
-    texts = {j.name: f"without the {j.file} table (joined on {keys_text(j)})" for j in spec.joins}
-    return [Component(j.name, j.name, texts[j.name].replace("{", "{{").replace("}", "}}"), _without_join(j.name))
-            for j in spec.joins]
+    components = []
+    for j in spec.joins:
+        text = f"without the {j.file} table (joined on {keys_text(j)})".replace("{", "{{").replace("}", "}}")
+        components.append(Component(j.name, j.name, text, _without_join(j.name)))
+    return components
 
 
 def choose(spec: SolutionSpec, previous: list[AblationSummary], limit: int = 3) -> list[tuple[Component, SolutionSpec]]:

@@ -201,7 +201,8 @@ def _join_block(name: str) -> Block:
             raise KeyError(f"the solution joins no table as '{name}'")
         return join_values(join)
 
-    return Block(name, f"join of the {name.removeprefix(JOIN_PREFIX)} table", "join.py.j2", True, read, write, values)
+    title = f"join of the {name.removeprefix(JOIN_PREFIX)} table"
+    return Block(name, title, "join.py.j2", True, read, write, values)
 
 
 def join_values(join: JoinSpec) -> dict[str, Any]:
@@ -213,8 +214,8 @@ def join_values(join: JoinSpec) -> dict[str, Any]:
     lines = []
     for link in join.links:
         test = "" if link.test_coverage is None else f", {link.test_coverage:.1%} of the test rows"
-        lines.append(f"{link.prefix}: joined on {link.key_text()}; intake matched {link.coverage:.1%} of the train "
-                     f"rows{test}")
+        share = f"{link.coverage:.1%} of the train rows{test}"
+        lines.append(f"{link.prefix}: joined on {link.key_text()}; intake matched {share}")
     return {"j": join, "plan": join.plan(), "relation": relation, "coverage_lines": lines}
 
 
@@ -295,8 +296,12 @@ def changed_blocks(old: SolutionSpec, new: SolutionSpec) -> list[str]:
     """The blocks, in script order, that render differently from ``new`` than from ``old`` (blocks
     one of them lacks included)."""
     old_names, new_names = set(block_order(old)), set(block_order(new))
-    return [name for name in _merged_order(old, new)
-            if (name in old_names) != (name in new_names) or block_for(name).read(old) != block_for(name).read(new)]
+    return [
+        name
+        for name in _merged_order(old, new)
+        if (name in old_names) != (name in new_names)
+        or block_for(name).read(old) != block_for(name).read(new)
+    ]
 
 
 def swap_block(code: str, name: str, new_block: str) -> str:

@@ -174,8 +174,8 @@ RULES: list[Rule] = [
         r"there are not useful features|zero-size array to reduction operation"), _degenerate_features,
          "a model met a column with a single value or none (after a join): drop such columns strictly, "
          "then the newest join", max_uses=2),
-    Rule("join_failure", re.compile(r"attach_table\(train, test, read_table\(.*?\), (JOIN_\w+)\)"), _failing_join,
-         "joining an auxiliary table fails: leave that table out", max_uses=3),
+    Rule("join_failure", re.compile(r"attach_table\(train, test, read_table\(.*?\), (JOIN_\w+)\)"),
+         _failing_join, "joining an auxiliary table fails: leave that table out", max_uses=3),
     Rule("dtype", re.compile(
         r"could not convert string to float|Found unknown categor|DataFrame\.dtypes for data must be|"
         r"Cannot setitem on a Categorical|not supported between instances|Invalid columns:|pandas dtypes must be|"

@@ -14,15 +14,21 @@ from __future__ import annotations
 import re
 
 from mlestar.brain.expert.blocks import JOIN_PREFIX
-from mlestar.brain.expert.spec import JoinLinkSpec, JoinSpec, SolutionSpec
+from mlestar.brain.expert.spec import (
+    CategoryAggregation,
+    JoinLinkSpec,
+    JoinSpec,
+    NumberAggregation,
+    SolutionSpec,
+)
 from mlestar.core.task import ColumnProfile, DataFile, FileRole, JoinLink, Task
 from mlestar.task.joining import joined_names
 
 MIN_COVERAGE = 0.1  # a join matching a smaller share of the train or test rows is not worth its columns
 LOOKUP_ROWS_PER_KEY = 1.05  # up to this many rows per key a table is a lookup (stray duplicates: first kept)
 MAX_MANY_CATEGORY_LEVELS = 1000  # categorical columns of a one-to-many table with more levels stay out
-DEFAULT_AGGREGATIONS = ["mean", "min", "max"]
-DEFAULT_CATEGORY_AGGREGATIONS = ["nunique", "top"]
+DEFAULT_AGGREGATIONS: list[NumberAggregation] = ["mean", "min", "max"]
+DEFAULT_CATEGORY_AGGREGATIONS: list[CategoryAggregation] = ["nunique", "top"]
 
 
 def slug(text: str) -> str:
@@ -77,12 +83,19 @@ def plan_join(item: DataFile, task: Task, taken: set[str]) -> JoinSpec | str:
         return f"{item.path}: {profile.note or 'no key found'}"
     best = profile.links[0]
     if best.coverage < MIN_COVERAGE:
-        return f"{item.path}: its best key ({best.describe()}) matches only {best.coverage:.1%} of the train rows"
+        share = f"{best.coverage:.1%}"
+        return f"{item.path}: its best key ({best.describe()}) matches only {share} of the train rows"
     if best.test_coverage is not None and best.test_coverage < MIN_COVERAGE:
-        return (f"{item.path}: its best key ({best.describe()}) matches {best.coverage:.1%} of the train rows "
-                f"but only {best.test_coverage:.1%} of the test rows")
-    links = [best] + [link for link in profile.links[1:] if link.coverage >= MIN_COVERAGE
-                      and (link.test_coverage is None or link.test_coverage >= MIN_COVERAGE)]
+        return (
+            f"{item.path}: its best key ({best.describe()}) matches {best.coverage:.1%} of the train rows "
+            f"but only {best.test_coverage:.1%} of the test rows"
+        )
+    links = [best] + [
+        link
+        for link in profile.links[1:]
+        if link.coverage >= MIN_COVERAGE
+        and (link.test_coverage is None or link.test_coverage >= MIN_COVERAGE)
+    ]
     lookup = best.rows_per_key <= LOOKUP_ROWS_PER_KEY
     keys = {k.aux for link in links for k in link.keys}
     numbers, dates, categories = _columns(profile.columns, keys, profile.sampled_rows, lookup)

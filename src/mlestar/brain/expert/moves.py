@@ -459,9 +459,9 @@ def _no_categories(join: JoinSpec) -> bool:
 def join_moves(name: str) -> list[Move]:
     """The moves of one join block (each changes that table's ``JoinSpec`` only)."""
     return [
-        Move("join_spread", name, "add the spread of the table's numbers per key (standard deviation and sum)",
+        Move("join_spread", name, "add the spread of the table's numbers per key (standard deviation, sum)",
              _join_edit(name, _spread), "join_lean"),
-        Move("join_recent", name, "add the earliest and latest values per key (in the order of the table's timestamp)",
+        Move("join_recent", name, "add the earliest and latest values per key (ordered by the table's time)",
              _join_edit(name, _recent), "join_lean"),
         Move("join_lean", name, "aggregate the table's numbers per key by their mean only",
              _join_edit(name, _lean), "join_spread"),

@@ -58,7 +58,8 @@ def block_impacts(summary: AblationSummary | None) -> dict[str, float]:
     for component, effect in (summary.effects if summary else {}).items():
         known = COMPONENTS.get(component)
         # a join's component is named after the join's block
-        block = known.block if known else (component if component in REFINABLE or is_join_block(component) else None)
+        named = component in REFINABLE or is_join_block(component)
+        block = known.block if known else (component if named else None)
         if block is None:
             continue
         impacts[block] = max(impacts.get(block, 0.0), abs(float(effect)))
@@ -154,8 +155,10 @@ def next_plan(spec: SolutionSpec, block: str, history: list[PlanAttempt], base_s
     starts: list[tuple[dict[str, Any], list[str], list[str], str]] = []
     if best is not None and (base_score is None or _better(best[1], base_score, lower)):
         data, score = best
-        preferred = [data["move"]] if _move(block, data["move"]).repeat else []
-        note = f"'{_move(block, data['move']).text}' improved the score to {_fmt(score)} (base {_fmt(base_score)}); continuing from there."
+        kept = _move(block, data["move"])
+        preferred = [data["move"]] if kept.repeat else []
+        note = (f"'{kept.text}' improved the score to {_fmt(score)} (base {_fmt(base_score)}); "
+                "continuing from there.")
         starts.append((data["state"], list(data.get("chain", [data["move"]])), preferred, note))
     last = attempts[-1] if attempts else None
     preferred_base: list[str] = []
@@ -164,10 +167,11 @@ def next_plan(spec: SolutionSpec, block: str, history: list[PlanAttempt], base_s
     )
     turn_note = note
     if last is not None and last[0].get("chain") == [last[0].get("move")]:
-        opposite = _move(block, last[0]["move"]).opposite
+        last_move = _move(block, last[0]["move"])
+        opposite = last_move.opposite
         if opposite and (last[1] is None or base_score is None or not _better(last[1], base_score, lower)):
             preferred_base = [opposite]
-            turn_note = (f"'{_move(block, last[0]['move']).text}' gave {_fmt(last[1])} against {_fmt(base_score)}; "
+            turn_note = (f"'{last_move.text}' gave {_fmt(last[1])} against {_fmt(base_score)}; "
                          "trying the opposite direction.")
     starts.append((base_state, [], preferred_base, note))
 

@@ -21,6 +21,9 @@ STATE_PREFIX = "# mlestar-expert-state: "
 _STATE_RE = re.compile(r"^# mlestar-expert-state: (\{.*\})\s*$", re.MULTILINE)
 
 EncodingMethod = Literal["native", "ordinal", "onehot"]
+# the aggregations task/joining.py knows
+NumberAggregation = Literal["mean", "min", "max", "std", "sum", "first", "last"]
+CategoryAggregation = Literal["nunique", "top", "last"]
 EXTRA_ENCODINGS = ("target", "count", "frequency")
 
 
@@ -96,8 +99,8 @@ class JoinSpec(BaseModel):
     numbers: list[str] = Field(default_factory=list)
     dates: list[str] = Field(default_factory=list)  # timestamps, brought in as days since 1970
     categories: list[str] = Field(default_factory=list)
-    aggregations: list[str] = Field(default_factory=list)  # of numbers and dates (relation "many")
-    category_aggregations: list[str] = Field(default_factory=list)  # of categories (relation "many")
+    aggregations: list[NumberAggregation] = Field(default_factory=list)  # of numbers and dates ("many")
+    category_aggregations: list[CategoryAggregation] = Field(default_factory=list)  # of categories ("many")
     count: bool = True  # relation "many": the number of table rows per key
     order_by: str | None = None  # the table's timestamp that orders "first" and "last"
     match_flag: bool = False  # a 0/1 column: did the row find its key in the table

@@ -52,7 +52,8 @@ def check(ctx: BrainContext, script: Script) -> DataUsageReport:
         reasons.append(f"add features of the text column(s) {', '.join(facts.text_cols)}, which no model reads")
     not_joined = f" (not joined: {'; '.join(skipped)})" if skipped else ""
     if not reasons:
-        return DataUsageReport(all_used=True, reason=f"every provided table and useful column is used{not_joined}")
+        reason = f"every provided table and useful column is used{not_joined}"
+        return DataUsageReport(all_used=True, reason=reason)
     new.history.append("data usage: " + "; ".join(reasons))
     revised = revise(script, spec, new, label=f"{script.label or spec.label} [+data]")
     return DataUsageReport(all_used=False, script=revised, reason="; ".join(reasons) + not_joined)
