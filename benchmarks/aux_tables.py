@@ -127,15 +127,46 @@ def run(competition: Path, runs: Path, run_id: str, time_limit: float, seed: int
 
 
 def findings(folder: Path) -> dict[str, object]:
-    """The data-usage verdict and the first ablation's effects of the joined tables."""
+    """The data-usage verdicts, each revision's validation score next to its parent's, and the first
+    ablation's effects of the joined tables."""
     from mlestar.core.events import EventType
     from mlestar.store import RunStore
 
     store = RunStore(folder)
     checks = [e.data for e in store.events(types=[EventType.CHECK]) if e.data.get("kind") == "data_usage"]
+    nodes = {n.id: n for n in store.nodes()}
+    revisions = []
+    for node in nodes.values():
+        if node.agent != "data_usage":
+            continue
+        parent = nodes.get(node.parent_ids[0]) if node.parent_ids else None
+        # a failed revision may have been debugged: its best descendant counts
+        scores = [n.score for n in nodes.values() if n.score is not None and _descends(n, node.id, nodes)]
+        revisions.append(
+            {
+                "script": node.label,
+                "before": parent.score if parent else None,
+                "after": max(scores) if scores else None,
+            }
+        )  # ROC AUC: higher is better
     ablations = store.events(types=[EventType.ABLATION])
     effects = ablations[0].data.get("effects", {}) if ablations else {}
-    return {"data_usage": checks, "join_effects": {k: v for k, v in effects.items() if k.startswith("join_")}}
+    return {
+        "data_usage": checks,
+        "revisions": revisions,
+        "join_effects": {k: v for k, v in effects.items() if k.startswith("join_")},
+    }
+
+
+def _descends(node, ancestor: int, nodes: dict) -> bool:
+    """Whether ``node`` is ``ancestor`` or reached from it through debug fixes."""
+    while node is not None:
+        if node.id == ancestor:
+            return True
+        if node.agent != "debug" or not node.parent_ids:
+            return False
+        node = nodes.get(node.parent_ids[0])
+    return False
 
 
 def main() -> None:
@@ -165,15 +196,22 @@ def main() -> None:
             "wall_s": round(wall, 1),
             **findings(out / "runs" / run_id),
         }
-        print(f"{run_id}: ROC AUC {graded.score:.4f} on the private answers ({wall:.0f} s)", flush=True)
+        shown = f"ROC AUC {graded.score:.4f}" if graded.valid else f"no valid submission ({graded.reason})"
+        print(f"{run_id}: {shown} on the private answers ({wall:.0f} s)", flush=True)
 
     with_score, without_score = results["with-data-usage"]["score"], results["without-data-usage"]["score"]
-    print(
-        f"\nwith / without the data-usage step: {with_score:.4f} / {without_score:.4f} "
-        f"= {with_score / without_score:.4f}"
-    )
+    if with_score is not None and without_score is not None:
+        print(
+            f"\nwith / without the data-usage step: {with_score:.4f} / {without_score:.4f} "
+            f"= {with_score / without_score:.4f}"
+        )
     for check in results["with-data-usage"]["data_usage"]:
         print(f"data-usage check: {check['verdict']}, kept: {check['kept']}: {check['reason']}")
+    for revision in results["with-data-usage"]["revisions"]:
+        before, after = (
+            f"{s:.4f}" if s is not None else "failed" for s in (revision["before"], revision["after"])
+        )
+        print(f"data-usage revision {revision['script']}: validation {before} -> {after}")
     for name, effect in results["with-data-usage"]["join_effects"].items():
         verdict = "worse" if effect < 0 else "better"
         print(f"ablation: without {name} the validation score is {abs(effect):.4f} {verdict}")

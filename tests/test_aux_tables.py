@@ -294,6 +294,19 @@ def test_intake_profiles_every_auxiliary_table_with_its_links(all_task):
     )
 
 
+def test_a_table_whose_key_search_fails_is_listed_without_links(tmp_path, monkeypatch):
+    from mlestar.task import intake
+
+    def broken(*args, **kwargs):
+        raise TypeError("unorderable cells")
+
+    monkeypatch.setattr(intake, "find_links", broken)
+    task = load_task(aux_competition(tmp_path / "comp", "reference", n_train=100, n_test=30))
+    (grades,) = [f for f in task.files if f.path == "grades.csv"]
+    assert grades.table is not None and grades.table.links == [] and grades.table.columns
+    assert grades.table.note == "the key search failed: unorderable cells"
+
+
 def test_a_spread_sample_sees_the_keys_of_a_large_sorted_file(tmp_path, monkeypatch):
     monkeypatch.setattr(profile, "FULL_READ_BYTES", 20_000)
     monkeypatch.setattr(profile, "SAMPLE_BYTES", 16_000)
@@ -434,3 +447,16 @@ def test_plan_join_skips_tables_matching_almost_nothing(all_task):
     item = DataFile(path="rare.csv", role=FileRole.AUXILIARY, table=profile_)
     reason = plan_join(item, all_task, set())
     assert isinstance(reason, str) and "only 2.0% of the test rows" in reason
+
+
+def test_mlestar_profile_lists_each_tables_key_and_coverage(tmp_path, capsys):
+    from mlestar.cli import main
+
+    competition = aux_competition(tmp_path / "comp", "reference", n_train=200, n_test=50)
+    try:
+        main(["profile", str(competition)])
+    except SystemExit as exc:
+        assert not exc.code
+    out = capsys.readouterr().out
+    assert "Auxiliary tables: join keys" in out
+    assert "grade = grade_code" in out and "100.0%" in out

@@ -30,6 +30,7 @@ from mlestar.task.keys import find_links
 from mlestar.task.profile import (
     FULL_READ_BYTES,
     TableSample,
+    first_line,
     is_id_name,
     label_key,
     mean_words,
@@ -753,8 +754,11 @@ class _JoinContext:
             return TableProfile(columns=columns, sampled_rows=len(frame), sample=sample,
                                 note="the training data is not a table")
         test = self.tables.test.frame if self.tables.test is not None else None
-        links, note = find_links(frame, train.frame, test, targets=self.targets, train_profiles=self.columns,
-                                 aux_profiles=columns)
+        try:
+            links, note = find_links(frame, train.frame, test, targets=self.targets,
+                                     train_profiles=self.columns, aux_profiles=columns)
+        except Exception as exc:  # odd values in an extra table must not stop intake: listed, not linked
+            links, note = [], f"the key search failed: {first_line(exc)}"
         return TableProfile(columns=columns, sampled_rows=len(frame), sample=sample, links=links, note=note)
 
 

@@ -14,6 +14,7 @@ airport table joined on origin and on destination), become the table's links.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -192,63 +193,71 @@ def _usable(series: pd.Series, kind: str) -> bool:
     return True
 
 
-def _part_variants(train: pd.Series, aux: pd.Series) -> list[tuple[str, str]]:
-    """The ways to read a non-timestamp pair: as is, case-insensitively, or text as numbers."""
-    variants = [("value", "value")]
-    train_text, aux_text = not pd.api.types.is_numeric_dtype(train), not pd.api.types.is_numeric_dtype(aux)
-    if train_text and aux_text:
-        variants.append(("text", "text"))
-    if (train_text and _numeric_text(train)) or (aux_text and _numeric_text(aux)):
-        variants.append(("number" if train_text else "value", "number" if aux_text else "value"))
-    return variants
-
-
 def _coverage(sides: _Sides, pair: _Pair) -> float:
     return sides.measure((pair,)).coverage
 
 
 def _candidates(sides: _Sides, train_kinds: dict[str, str], aux_kinds: dict[str, str]) -> list[_Pair]:
+    """Column pairs that could be (part of) a key, each read the way that matches most train rows."""
     train, aux = sides.frames["train"], sides.frames["aux"]
     assert train is not None and aux is not None
-    resolutions: dict[tuple[str, str], str] = {}
-    found: list[tuple[float, bool, _Pair]] = []
+    frames, kinds = {"train": train, "aux": aux}, {"train": train_kinds, "aux": aux_kinds}
 
-    def is_time(side: str, column: str, kinds: dict[str, str]) -> bool:
-        frame = train if side == "train" else aux
-        return kinds.get(column) == "datetime" or pd.api.types.is_datetime64_any_dtype(frame[column])
+    @functools.cache
+    def facts(side: str, column: str) -> tuple[bool, bool, bool, bool]:
+        """(usable as a key, a timestamp, integral, text) of one column."""
+        series = frames[side][column]
+        time = kinds[side].get(column) == "datetime" or pd.api.types.is_datetime64_any_dtype(series)
+        text = not pd.api.types.is_numeric_dtype(series)
+        return _usable(series, kinds[side].get(column, "categorical")), time, _integral(series), text
 
+    @functools.cache
     def resolution(side: str, column: str) -> str:
-        if (side, column) not in resolutions:
-            resolutions[(side, column)] = _resolution((train if side == "train" else aux)[column])
-        return resolutions[(side, column)]
+        return _resolution(frames[side][column])
 
-    for t in train.columns:
-        if not _usable(train[t], train_kinds.get(t, "categorical")):
+    @functools.cache
+    def numeric_text(side: str, column: str) -> bool:
+        return _numeric_text(frames[side][column])
+
+    def variants(t: str, a: str) -> list[tuple[str, str]]:
+        """As is first; then case-insensitively, or text read as numbers."""
+        t_text, a_text = facts("train", t)[3], facts("aux", a)[3]
+        options = [("value", "value")]
+        if t_text and a_text:
+            options.append(("text", "text"))
+        if (t_text and numeric_text("train", t)) or (a_text and numeric_text("aux", a)):
+            options.append(("number" if t_text else "value", "number" if a_text else "value"))
+        return options
+
+    usable_aux = [str(a) for a in aux.columns if facts("aux", str(a))[0]]
+    found: list[_Pair] = []
+    for t in (str(c) for c in train.columns):
+        if not facts("train", t)[0]:
             continue
-        for a in aux.columns:
-            if not _usable(aux[a], aux_kinds.get(a, "categorical")):
-                continue
+        for a in usable_aux:
             same = _name(t) == _name(a)
-            t_time, a_time = is_time("train", t, train_kinds), is_time("aux", a, aux_kinds)
+            t_time, a_time = facts("train", t)[1], facts("aux", a)[1]
             options: list[tuple[str, str]] = []
             if t_time and a_time:
                 coarse = min(resolution("train", t), resolution("aux", a), key=_RESOLUTIONS.index)
                 options = [(coarse, coarse)]
-            elif t_time and _name(a) in DATE_PART_NAMES and _integral(aux[a]):
+            elif t_time and _name(a) in DATE_PART_NAMES and facts("aux", a)[2]:
                 options, same = [(_name(a), "value")], True
-            elif a_time and _name(t) in DATE_PART_NAMES and _integral(train[t]):
+            elif a_time and _name(t) in DATE_PART_NAMES and facts("train", t)[2]:
                 options, same = [("value", _name(t))], True
             elif not t_time and not a_time and (same or _plausible(sides, t, a, train_kinds)):
-                options = _part_variants(train[t], aux[a])
+                options = variants(t, a)
             best: tuple[float, _Pair] | None = None
             for train_part, aux_part in options:
-                pair = _Pair(str(t), train_part, str(a), aux_part)
+                pair = _Pair(t, train_part, a, aux_part)
                 share = _coverage(sides, pair)
                 if best is None or share > best[0] + 1e-9:
                     best = (share, pair)
+                if share >= 0.99:
+                    break  # read as is, the pair already matches: no other reading is needed
             if best is not None and best[0] >= (MIN_PAIR_COVERAGE if same else OTHER_NAME_COVERAGE):
-                found.append((best[0], same, best[1]))
-    return [pair for _, _, pair in found]
+                found.append(best[1])
+    return found
 
 
 def _plausible(sides: _Sides, t: str, a: str, train_kinds: dict[str, str]) -> bool:

@@ -69,7 +69,7 @@ class TableSample:
     spread: bool = False  # pieces from across the file rather than its head
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     text = text.replace("Error tokenizing data. C error: ", "")
     return text.splitlines()[0][:300]
@@ -78,7 +78,7 @@ def _first_line(exc: BaseException) -> str:
 def _read_error(path: Path, exc: BaseException) -> TaskError:
     if isinstance(exc, pd.errors.EmptyDataError):
         return TaskError(f"{path.name} is empty (no header row)")
-    return TaskError(f"cannot parse {path.name}: {_first_line(exc)}")
+    return TaskError(f"cannot parse {path.name}: {first_line(exc)}")
 
 
 _READ_ERRORS = (ValueError, OSError, UnicodeError, pd.errors.ParserError, pd.errors.EmptyDataError)
@@ -154,7 +154,7 @@ def read_table_sample(path: Path) -> TableSample:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise TaskError(f"cannot read {path}: {_first_line(exc)}") from None
+        raise TaskError(f"cannot read {path}: {first_line(exc)}") from None
 
     if fmt == "parquet":
         try:
@@ -224,7 +224,8 @@ def read_spread_sample(path: Path) -> TableSample:
     frame = pd.concat(frames, ignore_index=True)
     if list(frame.columns) != list(head.frame.columns):
         return head
-    return TableSample(frame, head.rows, head.rows_estimated, False, head.size_bytes, head.format, spread=True)
+    return TableSample(frame, head.rows, head.rows_estimated, False, head.size_bytes, head.format,
+                       spread=True)
 
 
 # --- column profiles -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import os
 
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import task_facts
-from mlestar.brain.expert.joins import describe, plan_joins
+from mlestar.brain.expert.joins import describe, join_columns, plan_joins
 from mlestar.brain.expert.solution import revise, spec_of
 from mlestar.brain.expert.spec import strip_state
 from mlestar.brain.protocol import BrainContext, DataUsageReport, Script
@@ -38,6 +38,8 @@ def check(ctx: BrainContext, script: Script) -> DataUsageReport:
     joins, skipped = plan_joins(ctx.task, unread, spec)
     if joins:
         new.joins = new.joins + joins
+        # the models' time estimates (sizing.py) grow with the columns the joins bring
+        new.facts.n_features += sum(len(names) for j in joins for names in join_columns(j).values())
         reasons.append("join the unused auxiliary table(s) " + "; ".join(describe(j) for j in joins))
     dropped = [c for c in new.cleaning.drop_cols if c in facts.feature_cols]
     if dropped:
