@@ -129,12 +129,13 @@ def test_data_usage_joins_an_ignored_auxiliary_table(fx, brain, clean, tmp_path)
     report = brain.check_data_usage(fx.ctx, clean)
     assert not report.all_used and report.script is not None and "cities.csv" in report.reason
     revised = report.script
-    assert "cities.csv" in find_blocks(revised.code)["loading"]
-    for name in ("cleaning", "feature_engineering", "categorical_encoding", "model", "validation"):
+    assert "cities.csv" in find_blocks(revised.code)["join_cities"]
+    for name in find_blocks(clean.code):  # the join comes as blocks of its own, the others stay as they were
         assert find_blocks(revised.code)[name] == find_blocks(clean.code)[name]
     result = run_code(revised.code, fx.dev, tmp_path / "revised")
     assert_ran(result)
-    assert "auxiliary table cities: joined on ['city'], 1 new columns" in result.stdout
+    assert "joined cities.csv as cities_*: key city matched 100.0% of train rows; 1 new columns" in (
+        result.stdout)
     assert "features: 6 columns" in result.stdout
     again = brain.check_data_usage(fx.ctx, revised)
     assert again.all_used and again.script is None
@@ -143,7 +144,7 @@ def test_data_usage_joins_an_ignored_auxiliary_table(fx, brain, clean, tmp_path)
 def test_data_usage_restores_a_dropped_feature_column(fx, brain, clean):
     spec_state = dict(clean.info["expert"])
     cleaning = dict(spec_state["cleaning"], drop_cols=["x3"])
-    dropped = Script(code=clean.code, info={"expert": dict(spec_state, cleaning=cleaning, aux_tables=["cities.csv"])})
+    dropped = Script(code=clean.code, info={"expert": dict(spec_state, cleaning=cleaning)})
     report = brain.check_data_usage(fx.ctx, dropped)
     assert not report.all_used and "x3" in report.reason and report.script is not None
     assert 'DROP_COLS = []' in report.script.code

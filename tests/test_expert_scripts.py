@@ -11,10 +11,20 @@ import pytest
 from test_expert_support import ROUNDS, assert_ran, assert_submission_matches, build, run_code
 
 from mlestar.brain.expert import ExpertBrain
-from mlestar.brain.expert.blocks import BLOCK_ORDER, BLOCKS, block_state, changed_blocks, set_block_state
+from mlestar.brain.expert.blocks import (
+    BLOCK_ORDER,
+    BLOCKS,
+    JOINING,
+    block_for,
+    block_order,
+    block_state,
+    changed_blocks,
+    set_block_state,
+)
 from mlestar.brain.expert.cards import CARDS, Knobs, Step
 from mlestar.brain.expert.render import render_script
 from mlestar.brain.expert.solution import new_spec, spec_of
+from mlestar.brain.expert.spec import JoinLinkSpec, JoinSpec
 from mlestar.brain.expert.templating import TEMPLATE_DIR
 from mlestar.brain.protocol import BlockNotFound, Brain, ModelCard, ScoredScript, Script, replace_block
 from mlestar.core.contract import find_blocks
@@ -164,7 +174,9 @@ def test_every_card_brings_its_template_imports_and_knobs(tasks, card):
 def test_block_registry_covers_the_block_templates_in_script_order(tasks, brain):
     # ensemble.py.j2 is the ensemble script's own block, not one of a solution's.
     block_templates = {p.name for p in TEMPLATE_DIR.glob("*.py.j2")} - {"ensemble.py.j2"}
-    assert sorted(b.template for b in BLOCKS) == sorted(block_templates)
+    # a solution joining tables has the joining block and one block per table
+    join_templates = [block_for(JOINING).template, block_for("join_cities").template]
+    assert sorted([b.template for b in BLOCKS] + join_templates) == sorted(block_templates)
     script = brain.write_candidate(tasks["binary"].ctx, ModelCard(name="lightgbm"))
     assert list(find_blocks(script.code)) == [b.name for b in BLOCKS]
 
@@ -178,17 +190,24 @@ def test_block_state_round_trips_and_each_block_owns_its_own_part(tasks, brain):
     spec.training.class_weight = "balanced"
     other = spec.copy_deep()  # differs from spec in every block
     other.facts.seed += 1
-    other.aux_tables = ["cities.csv"]
+    link = JoinLinkSpec(prefix="cities", keys=[["city", "value", "city", "value"]], coverage=1.0)
+    other.joins = [JoinSpec(name="join_cities", file="cities.csv", relation="lookup", numbers=["population"],
+                            links=[link])]
     other.cleaning.lowercase = True
     other.features.groups.append("row_stats")
     other.encoding.method = "onehot"
     other.models[0].params["num_leaves"] = 7
     other.training.bagging = "folds"
-    assert changed_blocks(spec, other) == list(BLOCK_ORDER)
-    for b in BLOCKS:
-        assert set_block_state(spec, b.name, block_state(spec, b.name)) == spec, b.name
-        moved = set_block_state(spec, b.name, block_state(other, b.name))
-        assert changed_blocks(spec, moved) == [b.name] and block_state(moved, b.name) == block_state(other, b.name)
+    # the loading block renders from the facts alone; the joined table brings its own two blocks
+    assert changed_blocks(spec, other) == [b for b in block_order(other) if b != "loading"]
+    for name in block_order(other):
+        if name in ("loading", JOINING):
+            continue  # no state of their own
+        assert set_block_state(spec, name, block_state(spec, name)) == spec, name
+        moved = set_block_state(spec, name, block_state(other, name))
+        expected = [JOINING, name] if name == "join_cities" else [name]
+        assert changed_blocks(spec, moved) == expected
+        assert block_state(moved, name) == block_state(other, name)
 
 
 def test_state_is_recovered_from_the_code_when_info_is_lost(tasks, brain):

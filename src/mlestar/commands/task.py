@@ -231,6 +231,28 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _print_joins(console: Console, task: Task) -> None:
+    """How each auxiliary table joins to the train rows, as intake measured on samples."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    profiled = [f for f in task.files if f.table is not None]
+    if not profiled:
+        return
+    joins = Table(title="Auxiliary tables: join keys", title_justify="left")
+    for header in ("table", "key (train = table)", "rows per key", "train rows matched", "test rows matched"):
+        joins.add_column(header, justify="right" if "rows" in header else "left")
+    for item in profiled:
+        assert item.table is not None
+        if not item.table.links:
+            joins.add_row(escape(item.path), escape(item.table.note or "no key found"), "", "", "")
+        for link in item.table.links:
+            test = "" if link.test_coverage is None else f"{link.test_coverage:.1%}"
+            rows = f"{link.rows_per_key:.3g}"
+            joins.add_row(escape(item.path), escape(link.describe()), rows, f"{link.coverage:.1%}", test)
+    console.print(joins)
+
+
 def _print_task(console: Console, task: Task) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -280,6 +302,7 @@ def _print_task(console: Console, task: Task) -> None:
             _size(item.size_bytes) if item.size_bytes else "",
         )
     console.print(files)
+    _print_joins(console, task)
 
     if task.columns:
         columns = Table(title=f"Columns of {escape(task.train_file)}", title_justify="left")

@@ -97,10 +97,10 @@ def drop_final_flag(code: str) -> str:
 
 # -- named blocks ----------------------------------------------------------------------------------
 _BLOCK_RE = re.compile(
-    r"^[ \t]*# === BLOCK: (?P<name>[a-z_]+) ===[^\n]*\n.*?^[ \t]*# === END BLOCK: (?P=name) ===[^\n]*(?:\n|\Z)",
+    r"^[ \t]*# === BLOCK: (?P<name>[a-z][a-z0-9_]*) ===[^\n]*\n.*?^[ \t]*# === END BLOCK: (?P=name) ===[^\n]*(?:\n|\Z)",
     re.MULTILINE | re.DOTALL,
 )
-_BLOCK_NAME_RE = re.compile(r"# === BLOCK: ([a-z_]+) ===")
+_BLOCK_NAME_RE = re.compile(r"# === BLOCK: ([a-z][a-z0-9_]*) ===")
 
 
 def begin_marker(name: str) -> str:

@@ -42,6 +42,52 @@ class ColumnProfile(BaseModel):
     examples: list[str] = Field(default_factory=list)  # a few values, as strings, truncated
 
 
+# --- auxiliary tables: their columns and how they join to the train rows (issue 18) -------------
+class KeyPair(BaseModel):
+    """One column pair of a join key. A part says how a side is read (``task/joining.py``): ``value``,
+    ``number``, ``text``, a timestamp at ``date`` / ``datehour`` / ``moment`` resolution, or one of its
+    ``year`` / ``month`` / ``day`` / ``hour``."""
+
+    train: str
+    aux: str
+    train_part: str = "value"
+    aux_part: str = "value"
+
+
+class JoinLink(BaseModel):
+    """One way to join an auxiliary table to the train rows, measured on samples of both."""
+
+    keys: list[KeyPair]
+    coverage: float  # share of the sampled train rows whose key the table holds
+    test_coverage: float | None = None  # the same for the test rows, when there is a test table
+    rows_per_key: float = 1.0  # table rows per distinct key: 1 for a lookup, more for a one-to-many table
+    max_rows_per_key: int = 1
+    train_keys: int = 0  # distinct keys among the matched train rows
+
+    @property
+    def lookup(self) -> bool:
+        return self.max_rows_per_key <= 1
+
+    def describe(self) -> str:
+        """The key in words, e.g. ``origin + hour of time_hour -> weather.time_hour``."""
+        parts = []
+        for k in self.keys:
+            left = k.train if k.train_part == "value" else f"{k.train_part} of {k.train}"
+            right = k.aux if k.aux_part == "value" else f"{k.aux_part} of {k.aux}"
+            parts.append(left if left == right else f"{left} = {right}")
+        return " + ".join(parts)
+
+
+class TableProfile(BaseModel):
+    """The columns of an auxiliary table (profiled on a sample) and the links found to the train rows."""
+
+    columns: list[ColumnProfile] = Field(default_factory=list)
+    sampled_rows: int = 0
+    sample: str = "all"  # "all" | "head" | "spread" (chunks from across a large file)
+    links: list[JoinLink] = Field(default_factory=list)  # best first; siblings share the table's key columns
+    note: str = ""  # why no link was looked for or found
+
+
 class DataFile(BaseModel):
     path: str  # relative to Task.data_dir (or an absolute path for answers)
     role: FileRole
@@ -50,6 +96,7 @@ class DataFile(BaseModel):
     columns: int | None = None
     size_bytes: int = 0
     rows_estimated: bool = False
+    table: TableProfile | None = None  # auxiliary tables only
 
 
 class Task(BaseModel):
@@ -121,4 +168,16 @@ class Task(BaseModel):
         aux = [f.path for f in self.files if f.role in (FileRole.AUXILIARY, FileRole.IMAGE_DIR)]
         if aux:
             lines.append(f"Other files: {', '.join(aux[:20])}")
+        lines += [line for f in self.files if (line := _join_line(f))]
         return "\n".join(lines)
+
+
+def _join_line(item: DataFile) -> str:
+    """How an auxiliary table joins to the train rows, in one line for prompts and reports."""
+    if item.table is None or not item.table.links:
+        return ""
+    link = item.table.links[0]
+    relation = "one row per key" if link.lookup else f"{link.rows_per_key:.1f} rows per key"
+    test = "" if link.test_coverage is None else f", {link.test_coverage:.0%} of test rows"
+    share = f"{link.coverage:.0%} of train rows{test}"
+    return f"Auxiliary table {item.path}: joins on {link.describe()} ({relation}; {share})"

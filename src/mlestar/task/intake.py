@@ -22,17 +22,20 @@ from typing import Any
 
 import pandas as pd
 
-from mlestar.core.task import ColumnProfile, DataFile, FileRole, Modality, Task, TaskType
+from mlestar.core.task import ColumnProfile, DataFile, FileRole, Modality, TableProfile, Task, TaskType
 from mlestar.errors import TaskError
 from mlestar.metrics import Metric, default_metric, get_metric
 from mlestar.task.description import find_metric
+from mlestar.task.keys import find_links
 from mlestar.task.profile import (
     FULL_READ_BYTES,
     TableSample,
+    first_line,
     is_id_name,
     label_key,
     mean_words,
     profile_columns,
+    read_spread_sample,
     read_table_sample,
     sort_labels,
     table_format,
@@ -671,7 +674,7 @@ def load_task(
         check_shared_features(_feature_lists(columns, train, excluded, None)[0], tables.test_columns or [],
                               found.test.name)  # fmt: skip
 
-    files = _files(layout, found, tables)
+    files = _files(layout, found, tables, _JoinContext(tables, targets, columns))
     answers = _answers_file(layout, config)
     if answers is not None:
         files.append(
@@ -760,18 +763,46 @@ def _image_dir_targets(
     return wanted, None, task_type, classes
 
 
-def _aux_table(entry: Path, data_dir: Path, profile: bool) -> DataFile:
+@dataclass
+class _JoinContext:
+    """What profiling an auxiliary table measures its join keys against."""
+
+    tables: _Tables
+    targets: list[str]
+    columns: list[ColumnProfile]
+
+    def profile(self, sampled: TableSample) -> TableProfile:
+        frame = sampled.frame
+        columns = profile_columns(frame)
+        sample = "all" if sampled.fully_read else ("spread" if sampled.spread else "head")
+        train = self.tables.train
+        if train is None:
+            return TableProfile(columns=columns, sampled_rows=len(frame), sample=sample,
+                                note="the training data is not a table")
+        test = self.tables.test.frame if self.tables.test is not None else None
+        try:
+            links, note = find_links(frame, train.frame, test, targets=self.targets,
+                                     train_profiles=self.columns, aux_profiles=columns)
+        except Exception as exc:  # odd values in an extra table must not stop intake: listed, not linked
+            links, note = [], f"the key search failed: {first_line(exc)}"
+        return TableProfile(columns=columns, sampled_rows=len(frame), sample=sample, links=links, note=note)
+
+
+def _aux_table(entry: Path, data_dir: Path, profile: bool, joins: _JoinContext) -> DataFile:
     sampled = None
     # a whole-document JSON cannot be read in part, so a big one is listed without a row count
     if profile and not (table_format(entry) == "json" and entry.stat().st_size > FULL_READ_BYTES):
         try:
-            sampled = read_table_sample(entry)
+            sampled = read_spread_sample(entry)
         except TaskError:
             sampled = None  # a broken extra table must not stop intake; scripts will meet it themselves
-    return _table_file(entry, data_dir, FileRole.AUXILIARY, sampled)
+    listed = _table_file(entry, data_dir, FileRole.AUXILIARY, sampled)
+    if sampled is not None and len(sampled.frame.columns):
+        listed.table = joins.profile(sampled)
+    return listed
 
 
-def _files(layout: _Layout, found: _Located, tables: _Tables) -> list[DataFile]:
+def _files(layout: _Layout, found: _Located, tables: _Tables, joins: _JoinContext) -> list[DataFile]:
     data_dir = layout.data_dir
     roles = (
         (found.train, FileRole.TRAIN, tables.train),
@@ -805,7 +836,7 @@ def _files(layout: _Layout, found: _Located, tables: _Tables) -> list[DataFile]:
                 DataFile(path=entry.name, role=role, format="dir", rows=found.dir_infos[entry].files)
             )
         elif table_format(entry) in TABLE_LIKE:
-            files.append(_aux_table(entry, data_dir, profiled < MAX_AUX_PROFILED))
+            files.append(_aux_table(entry, data_dir, profiled < MAX_AUX_PROFILED, joins))
             profiled += 1
         else:
             files.append(

@@ -24,6 +24,7 @@ from mlestar.task.sanity import check_header, check_text_file
 FULL_READ_BYTES = 24 * 2**20  # read exactly below this size
 SAMPLE_BYTES = 8 * 2**20  # head of a larger file used for profiling and the row estimate
 MAX_SAMPLE_ROWS = 200_000
+SPREAD_CHUNKS = 16  # a spread sample reads this many pieces from across a large file
 KIND_SAMPLE = 5_000  # values looked at when telling text from categories or dates
 
 _FORMATS = {
@@ -66,9 +67,10 @@ class TableSample:
     fully_read: bool
     size_bytes: int
     format: str
+    spread: bool = False  # pieces from across the file rather than its head
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     text = text.replace("Error tokenizing data. C error: ", "")
     return text.splitlines()[0][:300]
@@ -77,7 +79,7 @@ def _first_line(exc: BaseException) -> str:
 def _read_error(path: Path, exc: BaseException) -> TaskError:
     if isinstance(exc, pd.errors.EmptyDataError):
         return TaskError(f"{path.name} is empty (no header row)")
-    return TaskError(f"cannot parse {path.name}: {_first_line(exc)}")
+    return TaskError(f"cannot parse {path.name}: {first_line(exc)}")
 
 
 _READ_ERRORS = (ValueError, OSError, UnicodeError, pd.errors.ParserError, pd.errors.EmptyDataError)
@@ -153,7 +155,7 @@ def read_table_sample(path: Path) -> TableSample:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise TaskError(f"cannot read {path}: {_first_line(exc)}") from None
+        raise TaskError(f"cannot read {path}: {first_line(exc)}") from None
 
     if fmt in ("csv", "tsv", "jsonl") and not _compressed(path):
         check_text_file(path)
@@ -196,6 +198,40 @@ def read_table_sample(path: Path) -> TableSample:
     body_bytes = max(covered - header_bytes, 1)
     estimate = round(len(frame) * (size - header_bytes) / body_bytes)
     return TableSample(frame, max(estimate, len(frame)), True, False, size, fmt)
+
+
+def read_spread_sample(path: Path) -> TableSample:
+    """Like ``read_table_sample``, but a large plain CSV is sampled in pieces from across the whole
+    file rather than from its head, so a table sorted by its key shows all of its keys (what join
+    coverage is measured on). Other files, and any file the pieces fail to parse, get the head."""
+    head = read_table_sample(path)
+    fmt = table_format(path)
+    if head.fully_read or fmt not in ("csv", "tsv") or _compressed(path):
+        return head
+    piece = SAMPLE_BYTES // SPREAD_CHUNKS
+    frames = []
+    with open(path, "rb") as handle:
+        header = handle.readline()
+        for i in range(SPREAD_CHUNKS):
+            span = head.size_bytes - len(header) - piece
+            handle.seek(len(header) + span * i // max(SPREAD_CHUNKS - 1, 1))
+            block = handle.read(piece)
+            start = 0 if i == 0 else block.find(b"\n") + 1
+            end = block.rfind(b"\n") + 1
+            if end <= start:
+                continue
+            try:
+                piece_text = io.BytesIO(header + block[start:end])
+                frames.append(pd.read_csv(piece_text, **_csv_options(fmt)))  # type: ignore[arg-type]
+            except _READ_ERRORS:
+                return head  # a cut inside a quoted field spanning lines: the head is safer
+    if not frames:
+        return head
+    frame = pd.concat(frames, ignore_index=True)
+    if list(frame.columns) != list(head.frame.columns):
+        return head
+    return TableSample(frame, head.rows, head.rows_estimated, False, head.size_bytes, head.format,
+                       spread=True)
 
 
 # --- column profiles -----------------------------------------------------------------------------

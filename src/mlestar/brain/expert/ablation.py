@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlestar.brain.expert.blocks import BLOCK_ORDER, changed_blocks
+from mlestar.brain.expert.blocks import block_order, changed_blocks
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import TaskFacts
+from mlestar.brain.expert.joins import join_columns, keys_text
 from mlestar.brain.expert.moves import FEATURE_GROUP_TEXT
 from mlestar.brain.expert.render import render_block
 from mlestar.brain.expert.sizing import estimated_script_s
@@ -197,12 +198,42 @@ COMPONENTS: dict[str, Component] = {c.id: c for c in (
 )}
 
 
+def _without_join(name: str) -> Variant:
+    """The solution with one table's joined columns taken out again (by name, in the cleaning block),
+    so the variant still loads and joins everything and differs in that table's columns alone."""
+
+    def variant(spec: SolutionSpec) -> SolutionSpec | None:
+        join = next((j for j in spec.joins if j.name == name), None)
+        if join is None:
+            return None
+        columns = [c for names in join_columns(join).values() for c in names]
+        added = [c for c in columns if c not in spec.cleaning.drop_cols]
+        new = spec.copy_deep()
+        new.cleaning.drop_cols = spec.cleaning.drop_cols + added
+        return new
+
+    return variant
+
+
+def join_components(spec: SolutionSpec) -> list[Component]:
+    """One component per joined table, named after its block: what the table adds to the score."""
+    # the texts are format strings (see Component.describe): a brace in a file name stays a brace
+    components = []
+    for j in spec.joins:
+        text = f"without the {j.file} table (joined on {keys_text(j)})".replace("{", "{{").replace("}", "}}")
+        components.append(Component(j.name, j.name, text, _without_join(j.name)))
+    return components
+
+
 def choose(spec: SolutionSpec, previous: list[AblationSummary], limit: int = 3) -> list[tuple[Component, SolutionSpec]]:
-    """2-4 components to ablate, preferring those no earlier study measured."""
+    """2-4 components to ablate, preferring those no earlier study measured; every joined table not
+    yet measured is, on top of them, so a study names each table's contribution."""
     studied = {name for summary in previous for name in summary.effects}
-    usable = [(c, v) for c in COMPONENTS.values() if (v := c.variant(spec)) is not None]
+    components = join_components(spec) + list(COMPONENTS.values())
+    usable = [(c, v) for c in components if (v := c.variant(spec)) is not None]
     fresh = [item for item in usable if item[0].id not in studied]
-    chosen = fresh[:limit]
+    tables = [item for item in fresh if item[0].id in {j.name for j in spec.joins}]
+    chosen = tables + [item for item in fresh if item not in tables][: max(1, limit - len(tables))]
     if len(chosen) < 2:
         chosen += [item for item in usable if item not in chosen][: 2 - len(chosen)]
     return chosen
@@ -231,7 +262,7 @@ def write(script: ScoredScript, previous: list[AblationSummary]) -> Script:
     chosen = choose(spec, previous)
     code = script.script.code
     blocks = find_blocks(code)
-    if not chosen or any(name not in blocks for name in BLOCK_ORDER):
+    if not chosen or any(name not in blocks for name in block_order(spec)):
         return _baseline_only(script.script)
     runs = len(chosen) + 1
     scaled = _budget_scaled(spec, runs)
@@ -246,7 +277,7 @@ def write(script: ScoredScript, previous: list[AblationSummary]) -> Script:
         "differing from it in one component. Prints 'ABLATION <component>: <score>' per variant.\n"
         '"""\n'
     ]
-    parts += [shared[name] for name in BLOCK_ORDER if name != "validation"]
+    parts += [shared[name] for name in block_order(spec) if name != "validation"]
     # The validation helpers are shared; each variant runs the validation itself.
     parts.append(wrap_block("validation_helpers", prelude))
     functions = [("baseline", "the solution as it is", "", False)]

@@ -3,6 +3,10 @@
 A ``Block`` says everything about one block: its title, its template, whether refinement may rewrite
 it, which part of a ``SolutionSpec`` it renders from (its state, read and written back) and the
 template's variables. Rendering, refinement and re-rendering of changed blocks all read this list.
+
+Besides the fixed blocks, a solution that joins auxiliary tables has one block per table
+(``join_<table>``, its state the table's ``JoinSpec``) after the loading block, preceded by the
+``joining`` block of shared helpers; ``block_order(spec)`` gives a solution's blocks in order.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from mlestar.brain.expert.spec import (
     CleaningSpec,
     EncodingSpec,
     FeatureSpec,
+    JoinSpec,
     ModelSpec,
     SolutionSpec,
     TrainingSpec,
@@ -77,12 +82,13 @@ def _write_setup(spec: SolutionSpec, state: State) -> None:
     spec.facts.threads = state.get("threads", spec.facts.threads)
 
 
+# The loading block renders from the task's facts alone: it has no state of its own.
 def _read_loading(spec: SolutionSpec) -> State:
-    return {"aux_tables": list(spec.aux_tables)}
+    return {}
 
 
 def _write_loading(spec: SolutionSpec, state: State) -> None:
-    spec.aux_tables = list(state.get("aux_tables", []))
+    return None
 
 
 def _read_cleaning(spec: SolutionSpec) -> State:
@@ -144,8 +150,7 @@ def _write_validation(spec: SolutionSpec, state: State) -> None:
 BLOCKS: tuple[Block, ...] = (
     Block("setup", "setup and metric", "setup.py.j2", False, _read_setup, _write_setup,
           lambda spec: {"metric_code": metric_code(spec.facts)}),
-    Block("loading", "data loading", "loading.py.j2", False, _read_loading, _write_loading,
-          lambda spec: {"aux_tables": spec.aux_tables}),
+    Block("loading", "data loading", "loading.py.j2", False, _read_loading, _write_loading, lambda spec: {}),
     Block("cleaning", "cleaning", "cleaning.py.j2", True, _read_cleaning, _write_cleaning,
           lambda spec: {"c": spec.cleaning}),
     Block("feature_engineering", "feature engineering", "feature_engineering.py.j2", True, _read_features,
@@ -157,32 +162,146 @@ BLOCKS: tuple[Block, ...] = (
           _write_validation, lambda spec: {"t": spec.training}),
 )
 _BY_NAME: dict[str, Block] = {b.name: b for b in BLOCKS}
-BLOCK_ORDER = tuple(b.name for b in BLOCKS)
+BLOCK_ORDER = tuple(b.name for b in BLOCKS)  # the fixed blocks; a solution with joins has more
 REFINABLE = tuple(b.name for b in BLOCKS if b.refinable)
 BLOCK_TITLES = {b.name: b.title for b in BLOCKS}
 
 
+# --- join blocks: one per auxiliary table, after the loading block ----------------------------------
+JOINING = "joining"
+JOIN_PREFIX = "join_"
+_JOINS_AFTER = BLOCK_ORDER.index("loading") + 1
+
+
+def is_join_block(name: str) -> bool:
+    return name.startswith(JOIN_PREFIX)
+
+
+def find_join(spec: SolutionSpec, name: str) -> JoinSpec | None:
+    return next((j for j in spec.joins if j.name == name), None)
+
+
+def _join_block(name: str) -> Block:
+    def read(spec: SolutionSpec) -> State:
+        join = find_join(spec, name)
+        return join.model_dump(mode="json") if join is not None else {}
+
+    def write(spec: SolutionSpec, state: State) -> None:
+        others = [j for j in spec.joins if j.name != name]
+        if not state:
+            spec.joins = others
+            return
+        join = JoinSpec.model_validate(state)
+        at = next((i for i, j in enumerate(spec.joins) if j.name == name), len(spec.joins))
+        spec.joins = others[:at] + [join] + others[at:]
+
+    def values(spec: SolutionSpec) -> dict[str, Any]:
+        join = find_join(spec, name)
+        if join is None:
+            raise KeyError(f"the solution joins no table as '{name}'")
+        return join_values(join)
+
+    title = f"join of the {name.removeprefix(JOIN_PREFIX)} table"
+    return Block(name, title, "join.py.j2", True, read, write, values)
+
+
+def join_values(join: JoinSpec) -> dict[str, Any]:
+    if join.relation == "lookup":
+        relation = "a lookup table, one row per key"
+    else:
+        aggregations = "/".join((["count"] if join.count else []) + join.aggregations)
+        relation = f"about {join.rows_per_key:.3g} rows per key, aggregated per key ({aggregations})"
+    lines = []
+    for link in join.links:
+        test = "" if link.test_coverage is None else f", {link.test_coverage:.1%} of the test rows"
+        share = f"{link.coverage:.1%} of the train rows{test}"
+        lines.append(f"{link.prefix}: joined on {link.key_text()}; intake matched {share}")
+    return {"j": join, "plan": join.plan(), "relation": relation, "coverage_lines": lines}
+
+
+def _joining_source() -> str:
+    """``mlestar/task/joining.py`` without its docstring and imports: the helpers a script embeds."""
+    import ast
+    import inspect
+
+    from mlestar.task import joining
+
+    source = inspect.getsource(joining)
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    kept = [node for node in tree.body
+            if not isinstance(node, (ast.Import, ast.ImportFrom))
+            and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+    start = (kept[0].lineno - 1) if kept else len(lines)
+    return "\n".join(lines[start:]).strip("\n")
+
+
+_JOINING_BLOCK = Block(JOINING, "join helpers", "joining.py.j2", False, lambda spec: {},
+                       lambda spec, state: None, lambda spec: {"helpers": _joining_source()})
+
+
+def block_order(spec: SolutionSpec) -> list[str]:
+    """The blocks of ``spec``'s script, in order."""
+    joins = [JOINING] + [j.name for j in spec.joins] if spec.joins else []
+    return list(BLOCK_ORDER[:_JOINS_AFTER]) + joins + list(BLOCK_ORDER[_JOINS_AFTER:])
+
+
+def refinable_blocks(spec: SolutionSpec) -> list[str]:
+    return [name for name in block_order(spec) if name in REFINABLE or is_join_block(name)]
+
+
+def block_title(name: str) -> str:
+    return BLOCK_TITLES.get(name) or block_for(name).title
+
+
+def block_for(name: str) -> Block:
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    if name == JOINING:
+        return _JOINING_BLOCK
+    if is_join_block(name):
+        return _join_block(name)
+    raise KeyError(f"no block named '{name}'")
+
+
 def render_body(name: str, spec: SolutionSpec) -> str:
     """The code of block ``name`` (without its markers) rendered from ``spec``."""
-    block = _BY_NAME[name]
+    block = block_for(name)
     return render_template(block.template, f=spec.facts, **block.values(spec))
 
 
 def block_state(spec: SolutionSpec, name: str) -> State:
     """The part of ``spec`` block ``name`` renders from."""
-    return _BY_NAME[name].read(spec)
+    return block_for(name).read(spec)
 
 
 def set_block_state(spec: SolutionSpec, name: str, state: State) -> SolutionSpec:
     """A copy of ``spec`` whose block ``name`` renders from ``state``."""
     new = spec.copy_deep()
-    _BY_NAME[name].write(new, state)
+    block_for(name).write(new, state)
     return new
 
 
+def _merged_order(old: SolutionSpec, new: SolutionSpec) -> list[str]:
+    names = block_order(new)
+    for name in block_order(old):
+        if name not in names:  # a block only the old spec has (a join taken out) keeps its place
+            after = block_order(old)[: block_order(old).index(name)]
+            at = max((names.index(n) + 1 for n in after if n in names), default=0)
+            names.insert(at, name)
+    return names
+
+
 def changed_blocks(old: SolutionSpec, new: SolutionSpec) -> list[str]:
-    """The blocks, in script order, that render differently from ``new`` than from ``old``."""
-    return [b.name for b in BLOCKS if b.read(old) != b.read(new)]
+    """The blocks, in script order, that render differently from ``new`` than from ``old`` (blocks
+    one of them lacks included)."""
+    old_names, new_names = set(block_order(old)), set(block_order(new))
+    return [
+        name
+        for name in _merged_order(old, new)
+        if (name in old_names) != (name in new_names)
+        or block_for(name).read(old) != block_for(name).read(new)
+    ]
 
 
 def swap_block(code: str, name: str, new_block: str) -> str:
@@ -191,3 +310,23 @@ def swap_block(code: str, name: str, new_block: str) -> str:
     if current is None:
         raise BlockNotFound(f"the script has no '{name}' block")
     return replace_block(code, current, new_block)
+
+
+def insert_block(code: str, order: list[str], name: str, new_block: str) -> str:
+    """``code`` with ``new_block`` placed after the nearest block that comes before ``name`` in
+    ``order`` (raises BlockNotFound when the script has none of them)."""
+    present = find_blocks(code)
+    before = [n for n in order[: order.index(name)] if n in present]
+    if not before:
+        raise BlockNotFound(f"the script has no block to put '{name}' after")
+    anchor = present[before[-1]]
+    return code.replace(anchor, anchor + "\n\n" + new_block, 1)  # the spacing render_script gives
+
+
+def remove_block(code: str, name: str) -> str:
+    """``code`` without block ``name`` (unchanged when it has none)."""
+    current = find_blocks(code).get(name)
+    if current is None:
+        return code
+    spaced = "\n\n" + current
+    return code.replace(spaced, "", 1) if spaced in code else code.replace(current, "", 1)

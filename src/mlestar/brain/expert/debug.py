@@ -128,6 +128,28 @@ def _drop_features(spec: SolutionSpec, match: re.Match[str], ctx: BrainContext) 
     return new
 
 
+def _degenerate_features(spec: SolutionSpec, match: re.Match[str], ctx: BrainContext) -> SolutionSpec | None:
+    """A model met a column with nothing to learn (all missing or single-valued where it trained),
+    typically a joined table's column: filter such columns strictly, then give up the newest join."""
+    if spec.training.feature_filter != "strict":
+        new = spec.copy_deep()
+        new.training.feature_filter = "strict"  # re-renders the validation block, with its filter
+        return new
+    return _without_join(spec, spec.joins[-1].name) if spec.joins else None
+
+
+def _failing_join(spec: SolutionSpec, match: re.Match[str], ctx: BrainContext) -> SolutionSpec | None:
+    return _without_join(spec, match.group(1).lower())
+
+
+def _without_join(spec: SolutionSpec, name: str) -> SolutionSpec | None:
+    if name not in {j.name for j in spec.joins}:
+        return None
+    new = spec.copy_deep()
+    new.joins = [j for j in new.joins if j.name != name]
+    return new
+
+
 def _swap_to_robust(spec: SolutionSpec, match: re.Match[str], ctx: BrainContext) -> SolutionSpec | None:
     """Last resort for an unknown failure inside a model: the most forgiving model we have."""
     first = spec.models[0]
@@ -147,6 +169,13 @@ RULES: list[Rule] = [
     Rule("memory", re.compile(r"(?i:memory limit|MemoryError|bad_alloc|cannot allocate memory|out of memory)|^Killed",
                               re.MULTILINE), _out_of_memory,
          "out of memory: one model, fewer bins, fewer rows per model", max_uses=2),
+    Rule("degenerate_features", re.compile(
+        r"window shape cannot be larger than input array shape|All features are either constant or ignored|"
+        r"there are not useful features|zero-size array to reduction operation"), _degenerate_features,
+         "a model met a column with a single value or none (after a join): drop such columns strictly, "
+         "then the newest join", max_uses=2),
+    Rule("join_failure", re.compile(r"attach_table\(train, test, read_table\(.*?\), (JOIN_\w+)\)"),
+         _failing_join, "joining an auxiliary table fails: leave that table out", max_uses=3),
     Rule("dtype", re.compile(
         r"could not convert string to float|Found unknown categor|DataFrame\.dtypes for data must be|"
         r"Cannot setitem on a Categorical|not supported between instances|Invalid columns:|pandas dtypes must be|"

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mlestar.brain.expert.blocks import find_join, is_join_block
 from mlestar.brain.expert.cards import CARDS, Step, rank_cards
 from mlestar.brain.expert.sizing import MAX_ROUNDS, estimated_script_s, round_budget
 from mlestar.brain.expert.solution import learning_rate_key, model_spec, unique_key
-from mlestar.brain.expert.spec import ModelSpec, SolutionSpec
+from mlestar.brain.expert.spec import JoinSpec, ModelSpec, SolutionSpec
 
 Apply = Callable[[SolutionSpec], SolutionSpec | None]
 
@@ -402,6 +403,76 @@ def _no_normalize(spec: SolutionSpec) -> SolutionSpec | None:
     return new
 
 
+# --- joins of auxiliary tables: how a table's rows become columns ------------------------------
+
+def _join_edit(name: str, change: Callable[[JoinSpec], bool]) -> Apply:
+    def apply(spec: SolutionSpec) -> SolutionSpec | None:
+        new = spec.copy_deep()
+        join = find_join(new, name)
+        if join is None or not change(join):
+            return None
+        return new
+
+    return apply
+
+
+def _match_flag(join: JoinSpec) -> bool:
+    partial = any(link.coverage < 0.999 for link in join.links)
+    if join.match_flag or not partial:
+        return False  # a flag says something only where some rows find no key
+    join.match_flag = True
+    return True
+
+
+def _spread(join: JoinSpec) -> bool:
+    if join.relation != "many" or "std" in join.aggregations or not join.numbers + join.dates:
+        return False
+    join.aggregations = join.aggregations + [a for a in ("std", "sum") if a not in join.aggregations]
+    return True
+
+
+def _recent(join: JoinSpec) -> bool:
+    if join.relation != "many" or join.order_by is None or not join.numbers + join.dates:
+        return False
+    added = [a for a in ("first", "last") if a not in join.aggregations]
+    if not added:
+        return False
+    join.aggregations = join.aggregations + added
+    return True
+
+
+def _lean(join: JoinSpec) -> bool:
+    if join.relation != "many" or join.aggregations == ["mean"] or not join.numbers + join.dates:
+        return False
+    join.aggregations = ["mean"]
+    join.category_aggregations = [a for a in join.category_aggregations if a == "nunique"]
+    return True
+
+
+def _no_categories(join: JoinSpec) -> bool:
+    if not join.categories:
+        return False
+    join.categories = []
+    return True
+
+
+def join_moves(name: str) -> list[Move]:
+    """The moves of one join block (each changes that table's ``JoinSpec`` only)."""
+    return [
+        Move("join_spread", name, "add the spread of the table's numbers per key (standard deviation, sum)",
+             _join_edit(name, _spread), "join_lean"),
+        Move("join_recent", name, "add the earliest and latest values per key (ordered by the table's time)",
+             _join_edit(name, _recent), "join_lean"),
+        Move("join_lean", name, "aggregate the table's numbers per key by their mean only",
+             _join_edit(name, _lean), "join_spread"),
+        Move("join_no_categories", name, "leave the table's categorical columns out",
+             _join_edit(name, _no_categories)),
+        # trees see a missing match as missing values already; a flag helps models that fill them in
+        Move("join_match_flag", name, "add a 0/1 column telling whether the row found its key in the table",
+             _join_edit(name, _match_flag)),
+    ]
+
+
 # --- the catalogue ---------------------------------------------------------------------------------
 
 CATALOGUE: dict[str, list[Move]] = {
@@ -460,5 +531,16 @@ CATALOGUE: dict[str, list[Move]] = {
 MOVES: dict[str, Move] = {m.id: m for moves in CATALOGUE.values() for m in moves}
 
 
+def moves_for(block: str) -> list[Move]:
+    """The moves of a block, in the order the planner tries them (a join block has its own)."""
+    if is_join_block(block):
+        return join_moves(block)
+    return CATALOGUE.get(block, [])
+
+
+def find_move(block: str, move_id: str) -> Move | None:
+    return next((m for m in moves_for(block) if m.id == move_id), None)
+
+
 def applicable(spec: SolutionSpec, block: str) -> list[Move]:
-    return [m for m in CATALOGUE.get(block, []) if m.apply(spec) is not None]
+    return [m for m in moves_for(block) if m.apply(spec) is not None]

@@ -12,8 +12,15 @@ import json
 from typing import Any
 
 from mlestar.brain.expert.ablation import COMPONENTS
-from mlestar.brain.expert.blocks import BLOCK_TITLES, REFINABLE, block_state, set_block_state
-from mlestar.brain.expert.moves import CATALOGUE, MOVES, Move, applicable
+from mlestar.brain.expert.blocks import (
+    REFINABLE,
+    block_state,
+    block_title,
+    is_join_block,
+    refinable_blocks,
+    set_block_state,
+)
+from mlestar.brain.expert.moves import Move, applicable, find_move, moves_for
 from mlestar.brain.expert.render import render_block
 from mlestar.brain.expert.solution import spec_of, to_script
 from mlestar.brain.expert.spec import SolutionSpec
@@ -50,7 +57,9 @@ def block_impacts(summary: AblationSummary | None) -> dict[str, float]:
     impacts: dict[str, float] = {}
     for component, effect in (summary.effects if summary else {}).items():
         known = COMPONENTS.get(component)
-        block = known.block if known else (component if component in REFINABLE else None)
+        # a join's component is named after the join's block
+        named = component in REFINABLE or is_join_block(component)
+        block = known.block if known else (component if named else None)
         if block is None:
             continue
         impacts[block] = max(impacts.get(block, 0.0), abs(float(effect)))
@@ -60,7 +69,7 @@ def block_impacts(summary: AblationSummary | None) -> dict[str, float]:
 def _refined_names(refined_blocks: list[str]) -> set[str]:
     names = set()
     for entry in refined_blocks:
-        if entry in REFINABLE:
+        if entry in REFINABLE or is_join_block(entry):
             names.add(entry)
         elif (name := block_name(entry)) is not None:
             names.add(name)
@@ -69,12 +78,17 @@ def _refined_names(refined_blocks: list[str]) -> set[str]:
 
 def choose_block(spec: SolutionSpec, code: str, summary: AblationSummary | None, refined: list[str]) -> str | None:
     present = find_blocks(code)
-    candidates = [b for b in REFINABLE if b in present and applicable(spec, b)]
+    candidates = [b for b in refinable_blocks(spec) if b in present and applicable(spec, b)]
     if not candidates:
         return None
     impacts = block_impacts(summary)
     done = _refined_names(refined)
-    return min(candidates, key=lambda b: (b in done, -impacts.get(b, 0.0), _PRIORITY.index(b)))
+
+    def rank(b: str) -> tuple[bool, float, int]:
+        # without ablation evidence a join block comes after the fixed ones
+        return b in done, -impacts.get(b, 0.0), _PRIORITY.index(b) if b in _PRIORITY else len(_PRIORITY)
+
+    return min(candidates, key=rank)
 
 
 def _plan(spec: SolutionSpec, block: str, move: Move, start: dict[str, Any], chain: list[str],
@@ -84,10 +98,10 @@ def _plan(spec: SolutionSpec, block: str, move: Move, start: dict[str, Any], cha
     if changed is None:
         return None
     state = block_state(changed, block)
-    steps = [MOVES[m].text for m in chain] + [move.text]
-    text = f"Refine the {BLOCK_TITLES[block]} block: {move.text}"
+    steps = [_move(block, m).text for m in chain] + [move.text]
+    text = f"Refine the {block_title(block)} block: {move.text}"
     if chain:
-        text += f", on top of the kept changes ({'; '.join(MOVES[m].text for m in chain)})"
+        text += f", on top of the kept changes ({'; '.join(_move(block, m).text for m in chain)})"
     text += f". {note}".rstrip()
     return RefinementPlan(
         text=text.strip(),
@@ -104,9 +118,16 @@ def _plan(spec: SolutionSpec, block: str, move: Move, start: dict[str, Any], cha
     )
 
 
+def _move(block: str, move_id: str) -> Move:
+    move = find_move(block, move_id)
+    if move is None:
+        raise KeyError(f"block '{block}' has no move '{move_id}'")
+    return move
+
+
 def _catalogue_order(block: str, variant: int) -> list[str]:
     """Move ids in catalogue order; another track starts from another of the top three moves."""
-    ids = [m.id for m in CATALOGUE.get(block, [])]
+    ids = [m.id for m in moves_for(block)]
     top, rest = ids[:3], ids[3:]
     shift = variant % len(top) if top else 0
     return top[shift:] + top[:shift] + rest
@@ -117,8 +138,9 @@ def next_plan(spec: SolutionSpec, block: str, history: list[PlanAttempt], base_s
     """The next untried move for ``block``, steered by the scores of the earlier attempts."""
     lower = spec.facts.lower_is_better
     base_state = block_state(spec, block)
+    known = {m.id for m in moves_for(block)}
     attempts = [(h.plan.data, h.score) for h in history
-                if h.plan.data.get("block") == block and h.plan.data.get("move") in MOVES]
+                if h.plan.data.get("block") == block and h.plan.data.get("move") in known]
     for data, _ in attempts:
         if base_score is None and data.get("base_score") is not None:
             base_score = float(data["base_score"])
@@ -133,8 +155,10 @@ def next_plan(spec: SolutionSpec, block: str, history: list[PlanAttempt], base_s
     starts: list[tuple[dict[str, Any], list[str], list[str], str]] = []
     if best is not None and (base_score is None or _better(best[1], base_score, lower)):
         data, score = best
-        preferred = [data["move"]] if MOVES[data["move"]].repeat else []
-        note = f"'{MOVES[data['move']].text}' improved the score to {_fmt(score)} (base {_fmt(base_score)}); continuing from there."
+        kept = _move(block, data["move"])
+        preferred = [data["move"]] if kept.repeat else []
+        note = (f"'{kept.text}' improved the score to {_fmt(score)} (base {_fmt(base_score)}); "
+                "continuing from there.")
         starts.append((data["state"], list(data.get("chain", [data["move"]])), preferred, note))
     last = attempts[-1] if attempts else None
     preferred_base: list[str] = []
@@ -143,10 +167,11 @@ def next_plan(spec: SolutionSpec, block: str, history: list[PlanAttempt], base_s
     )
     turn_note = note
     if last is not None and last[0].get("chain") == [last[0].get("move")]:
-        opposite = MOVES[last[0]["move"]].opposite
+        last_move = _move(block, last[0]["move"])
+        opposite = last_move.opposite
         if opposite and (last[1] is None or base_score is None or not _better(last[1], base_score, lower)):
             preferred_base = [opposite]
-            turn_note = (f"'{MOVES[last[0]['move']].text}' gave {_fmt(last[1])} against {_fmt(base_score)}; "
+            turn_note = (f"'{last_move.text}' gave {_fmt(last[1])} against {_fmt(base_score)}; "
                          "trying the opposite direction.")
     starts.append((base_state, [], preferred_base, note))
 
@@ -156,7 +181,7 @@ def next_plan(spec: SolutionSpec, block: str, history: list[PlanAttempt], base_s
             if (_key(start), move_id) in tried_pairs:
                 continue
             reason = turn_note if move_id in preferred and not chain else why
-            plan = _plan(spec, block, MOVES[move_id], start, chain, base_score, reason)
+            plan = _plan(spec, block, _move(block, move_id), start, chain, base_score, reason)
             if plan is None or _key(plan.data["state"]) in tried_states:
                 continue
             return plan
@@ -190,7 +215,7 @@ def _opaque_block(code: str) -> BlockPlan:
 def plan(script: Script, block: str, history: list[PlanAttempt], variant: int = 0) -> RefinementPlan | None:
     spec = spec_of(script)
     name = block_name(block) or _enclosing_block(script.code, block)
-    if spec is None or name is None or name not in CATALOGUE:
+    if spec is None or name is None or not moves_for(name):
         return None
     return next_plan(spec, name, history, variant=variant)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlestar.brain.expert.blocks import BLOCK_ORDER, render_body
+from mlestar.brain.expert.blocks import block_order, render_body
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.spec import INFO_KEY, SolutionSpec, attach_state
 from mlestar.brain.protocol import Script
@@ -35,7 +35,7 @@ def docstring(spec: SolutionSpec) -> str:
 
 
 def render_script(spec: SolutionSpec) -> str:
-    parts = [docstring(spec)] + [render_block(name, spec) for name in BLOCK_ORDER]
+    parts = [docstring(spec)] + [render_block(name, spec) for name in block_order(spec)]
     return attach_state("\n\n".join(parts), spec_state(spec))
 
 

@@ -6,7 +6,7 @@ splices them into the script as it is, so edits made elsewhere in the code survi
 
 from __future__ import annotations
 
-from mlestar.brain.expert.blocks import changed_blocks, swap_block
+from mlestar.brain.expert.blocks import block_order, changed_blocks, insert_block, remove_block, swap_block
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import TaskFacts, task_facts
 from mlestar.brain.expert.render import render_block, spec_state, to_script
@@ -21,7 +21,7 @@ from mlestar.brain.expert.spec import (
     attach_state,
     load_spec,
 )
-from mlestar.brain.protocol import BrainContext, Script
+from mlestar.brain.protocol import BlockNotFound, BrainContext, Script
 from mlestar.core.contract import find_blocks
 
 LOG_METRICS = ("rmsle", "msle", "mean_squared_log_error")
@@ -118,9 +118,16 @@ def spec_of(script: Script) -> SolutionSpec | None:
 
 
 def apply_spec(code: str, spec: SolutionSpec, blocks: list[str]) -> str:
-    """``code`` with ``blocks`` re-rendered from ``spec`` and the state comment brought up to date."""
+    """``code`` with ``blocks`` re-rendered from ``spec`` (put in place when new, taken out when
+    ``spec`` has no such block any more) and the state comment brought up to date."""
+    order = block_order(spec)
     for name in blocks:
-        code = swap_block(code, name, render_block(name, spec))
+        if name not in order:
+            code = remove_block(code, name)
+        elif name in find_blocks(code):
+            code = swap_block(code, name, render_block(name, spec))
+        else:
+            code = insert_block(code, order, name, render_block(name, spec))
     return attach_state(code, spec_state(spec))
 
 
@@ -128,7 +135,12 @@ def revise(script: Script, old: SolutionSpec, new: SolutionSpec, label: str | No
     """The script with every block whose spec changed re-rendered (others kept as they are)."""
     blocks = changed_blocks(old, new)
     present = find_blocks(script.code)
-    missing = [b for b in blocks if b not in present]
-    if missing:  # a script without markers for a changed block: render it whole
+    # blocks both specs have must be in the code; a block one spec lacks (a join) is put in or taken out
+    missing = [b for b in blocks if b not in present and b in block_order(old) and b in block_order(new)]
+    if missing or not present:  # a script without markers for a changed block: render it whole
         return to_script(new, label=label or script.label)
-    return to_script(new, code=apply_spec(script.code, new, blocks), label=label or script.label)
+    try:
+        code = apply_spec(script.code, new, blocks)
+    except BlockNotFound:  # nothing to put a new block after: render it whole
+        return to_script(new, label=label or script.label)
+    return to_script(new, code=code, label=label or script.label)

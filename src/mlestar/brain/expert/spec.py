@@ -21,6 +21,9 @@ STATE_PREFIX = "# mlestar-expert-state: "
 _STATE_RE = re.compile(r"^# mlestar-expert-state: (\{.*\})\s*$", re.MULTILINE)
 
 EncodingMethod = Literal["native", "ordinal", "onehot"]
+# the aggregations task/joining.py knows
+NumberAggregation = Literal["mean", "min", "max", "std", "sum", "first", "last"]
+CategoryAggregation = Literal["nunique", "top", "last"]
 EXTRA_ENCODINGS = ("target", "count", "frequency")
 
 
@@ -62,6 +65,50 @@ class TrainingSpec(BaseModel):
     class_weight: Literal["none", "balanced"] = "none"
     blend: Literal["greedy", "mean"] = "greedy"
     max_fit_rows: int | None = None  # cap on rows a model trains on (memory relief)
+    # which columns the models never see: "degenerate" (all missing or single-valued in the training
+    # rows) or "strict" (also near-empty and near-constant ones, which turn single-valued in the row
+    # subsets bagging and row caps train on)
+    feature_filter: Literal["degenerate", "strict"] = "degenerate"
+
+
+class JoinLinkSpec(BaseModel):
+    """One way a table joins: its key column pairs and the prefix of the columns it adds."""
+
+    prefix: str
+    keys: list[list[str]]  # [train column, train part, table column, table part]
+    coverage: float  # share of the train rows intake matched on its sample
+    test_coverage: float | None = None
+
+    def key_text(self) -> str:
+        """The key in words, e.g. ``origin + datehour of time_hour`` or ``dest = faa``."""
+        words = []
+        for train, train_part, aux, aux_part in self.keys:
+            left = train if train_part == "value" else f"{train_part} of {train}"
+            right = aux if aux_part == "value" else f"{aux_part} of {aux}"
+            words.append(left if left == right else f"{left} = {right}")
+        return " + ".join(words)
+
+
+class JoinSpec(BaseModel):
+    """How one auxiliary table is joined (rendered by its own block, ``join.py.j2``)."""
+
+    name: str  # the block's name: join_<table>
+    file: str
+    relation: Literal["lookup", "many"]  # one row per key, or several rows aggregated per key
+    links: list[JoinLinkSpec]
+    numbers: list[str] = Field(default_factory=list)
+    dates: list[str] = Field(default_factory=list)  # timestamps, brought in as days since 1970
+    categories: list[str] = Field(default_factory=list)
+    aggregations: list[NumberAggregation] = Field(default_factory=list)  # of numbers and dates ("many")
+    category_aggregations: list[CategoryAggregation] = Field(default_factory=list)  # of categories ("many")
+    count: bool = True  # relation "many": the number of table rows per key
+    order_by: str | None = None  # the table's timestamp that orders "first" and "last"
+    match_flag: bool = False  # a 0/1 column: did the row find its key in the table
+    rows_per_key: float = 1.0
+
+    def plan(self) -> dict[str, Any]:
+        """The plan the script's ``attach_table`` reads (``task/joining.py``)."""
+        return self.model_dump(mode="json")
 
 
 class SolutionSpec(BaseModel):
@@ -73,7 +120,7 @@ class SolutionSpec(BaseModel):
     encoding: EncodingSpec = Field(default_factory=EncodingSpec)
     models: list[ModelSpec]
     training: TrainingSpec = Field(default_factory=TrainingSpec)
-    aux_tables: list[str] = Field(default_factory=list)
+    joins: list[JoinSpec] = Field(default_factory=list)  # auxiliary tables joined, one block each
     budget_scale: float = 1.0  # < 1 when several pipelines share one script's time
     history: list[str] = Field(default_factory=list)  # moves and fixes applied, for humans and for the debugger
 

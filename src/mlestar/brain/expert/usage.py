@@ -1,7 +1,9 @@
 """Data-usage check: does the script use every provided file and every useful column?
 
 What is looked for, on the solution's spec and its code:
-- auxiliary tables never read (their file name is absent from the code): joined on shared keys;
+- auxiliary tables never read (their file name is absent from the code): joined on the key intake
+  measured for them, one block per table (``joins.py``); a table whose key matches almost nothing
+  is named in the reason and left out;
 - feature columns the cleaning block drops although the profile calls them features;
 - date columns without calendar features, text columns no model reads.
 """
@@ -12,6 +14,7 @@ import os
 
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import task_facts
+from mlestar.brain.expert.joins import describe, join_columns, plan_joins
 from mlestar.brain.expert.solution import revise, spec_of
 from mlestar.brain.expert.spec import strip_state
 from mlestar.brain.protocol import BrainContext, DataUsageReport, Script
@@ -32,9 +35,12 @@ def check(ctx: BrainContext, script: Script) -> DataUsageReport:
 
     new = spec.copy_deep()
     reasons = []
-    if unread:
-        new.aux_tables = sorted(set(new.aux_tables) | set(unread))
-        reasons.append(f"join the unused auxiliary table(s) {', '.join(unread)} on their shared key columns")
+    joins, skipped = plan_joins(ctx.task, unread, spec)
+    if joins:
+        new.joins = new.joins + joins
+        # the models' time estimates (sizing.py) grow with the columns the joins bring
+        new.facts.n_features += sum(len(names) for j in joins for names in join_columns(j).values())
+        reasons.append("join the unused auxiliary table(s) " + "; ".join(describe(j) for j in joins))
     dropped = [c for c in new.cleaning.drop_cols if c in facts.feature_cols]
     if dropped:
         new.cleaning.drop_cols = [c for c in new.cleaning.drop_cols if c not in dropped]
@@ -46,8 +52,10 @@ def check(ctx: BrainContext, script: Script) -> DataUsageReport:
     if facts.text_cols and not text_read and "text_stats" not in new.features.groups:
         new.features.groups.append("text_stats")
         reasons.append(f"add features of the text column(s) {', '.join(facts.text_cols)}, which no model reads")
+    not_joined = f" (not joined: {'; '.join(skipped)})" if skipped else ""
     if not reasons:
-        return DataUsageReport(all_used=True, reason="every provided table and useful column is used")
+        reason = f"every provided table and useful column is used{not_joined}"
+        return DataUsageReport(all_used=True, reason=reason)
     new.history.append("data usage: " + "; ".join(reasons))
     revised = revise(script, spec, new, label=f"{script.label or spec.label} [+data]")
-    return DataUsageReport(all_used=False, script=revised, reason="; ".join(reasons))
+    return DataUsageReport(all_used=False, script=revised, reason="; ".join(reasons) + not_joined)
