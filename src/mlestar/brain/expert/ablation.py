@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlestar.brain.expert.blocks import BLOCK_ORDER, changed_blocks
+from mlestar.brain.expert.blocks import block_order, changed_blocks
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import TaskFacts
 from mlestar.brain.expert.moves import FEATURE_GROUP_TEXT
@@ -231,7 +231,7 @@ def write(script: ScoredScript, previous: list[AblationSummary]) -> Script:
     chosen = choose(spec, previous)
     code = script.script.code
     blocks = find_blocks(code)
-    if not chosen or any(name not in blocks for name in BLOCK_ORDER):
+    if not chosen or any(name not in blocks for name in block_order(spec)):
         return _baseline_only(script.script)
     runs = len(chosen) + 1
     scaled = _budget_scaled(spec, runs)
@@ -246,7 +246,7 @@ def write(script: ScoredScript, previous: list[AblationSummary]) -> Script:
         "differing from it in one component. Prints 'ABLATION <component>: <score>' per variant.\n"
         '"""\n'
     ]
-    parts += [shared[name] for name in BLOCK_ORDER if name != "validation"]
+    parts += [shared[name] for name in block_order(spec) if name != "validation"]
     # The validation helpers are shared; each variant runs the validation itself.
     parts.append(wrap_block("validation_helpers", prelude))
     functions = [("baseline", "the solution as it is", "", False)]

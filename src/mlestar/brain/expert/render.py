@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlestar.brain.expert.blocks import BLOCK_ORDER, render_body
+from mlestar.brain.expert.blocks import block_order, render_body
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.spec import INFO_KEY, SolutionSpec, attach_state
 from mlestar.brain.protocol import Script
@@ -25,7 +25,7 @@ def docstring(spec: SolutionSpec) -> str:
     models = " + ".join(CARDS[m.card].title for m in spec.models)
     return (
         f'"""{f.name}: {models}.\n\n'
-        f"Task: {f.task_type} on {f.modality} data, target {', '.join(f.targets)}, metric {f.metric} "
+        f"Task: {f.task_type} on {f.media.kind + ' files' if f.media else f.modality + ' data'}, target {', '.join(f.targets)}, metric {f.metric} "
         f"({'lower' if f.lower_is_better else 'higher'} is better).\n"
         "Written by mlestar's expert policy. Data comes from ./input/; ./input/folds.csv fixes the split\n"
         "(fold 0 is the validation hold-out, dev == 1 the development subsample). The script prints one\n"
@@ -35,7 +35,7 @@ def docstring(spec: SolutionSpec) -> str:
 
 
 def render_script(spec: SolutionSpec) -> str:
-    parts = [docstring(spec)] + [render_block(name, spec) for name in BLOCK_ORDER]
+    parts = [docstring(spec)] + [render_block(name, spec) for name in block_order(spec)]
     return attach_state("\n\n".join(parts), spec_state(spec))
 
 
