@@ -11,7 +11,14 @@ import pytest
 from test_expert_support import ROUNDS, assert_ran, assert_submission_matches, build, run_code
 
 from mlestar.brain.expert import ExpertBrain
-from mlestar.brain.expert.blocks import BLOCK_ORDER, BLOCKS, block_state, changed_blocks, set_block_state
+from mlestar.brain.expert.blocks import (
+    BLOCK_ORDER,
+    BLOCKS,
+    MEDIA_BLOCKS,
+    block_state,
+    changed_blocks,
+    set_block_state,
+)
 from mlestar.brain.expert.cards import CARDS, Knobs, Step
 from mlestar.brain.expert.render import render_script
 from mlestar.brain.expert.solution import new_spec, spec_of
@@ -158,7 +165,7 @@ def test_every_card_brings_its_template_imports_and_knobs(tasks, card):
 def test_block_registry_covers_the_block_templates_in_script_order(tasks, brain):
     # ensemble.py.j2 is the ensemble script's own block, not one of a solution's.
     block_templates = {p.name for p in TEMPLATE_DIR.glob("*.py.j2")} - {"ensemble.py.j2"}
-    assert sorted(b.template for b in BLOCKS) == sorted(block_templates)
+    assert sorted({b.template for b in BLOCKS + MEDIA_BLOCKS}) == sorted(block_templates)
     script = brain.write_candidate(tasks["binary"].ctx, ModelCard(name="lightgbm"))
     assert list(find_blocks(script.code)) == [b.name for b in BLOCKS]
 

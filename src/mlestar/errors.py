@@ -49,3 +49,7 @@ class AllCandidatesFailed(MlestarError):
     """No script of the run produced a score, so there is nothing to submit."""
 
     exit_code = 3
+
+
+class UnsupportedTask(MlestarError):
+    """The offline expert cannot solve this kind of task (an LLM may)."""

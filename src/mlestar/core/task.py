@@ -213,7 +213,8 @@ class Task(BaseModel):
             lines.append(f"Text columns: {', '.join(self.text_columns)}")
         if self.categorical_columns:
             lines.append(f"Categorical columns: {', '.join(self.categorical_columns[:30])}")
-        aux = [f.path for f in self.files if f.role in (FileRole.AUXILIARY, FileRole.IMAGE_DIR, FileRole.MEDIA_DIR)]
+        other_roles = (FileRole.AUXILIARY, FileRole.IMAGE_DIR, FileRole.MEDIA_DIR)
+        aux = [f.path for f in self.files if f.role in other_roles]
         if aux:
             lines.append(f"Other files: {', '.join(aux[:20])}")
         if self.media is not None:

@@ -38,6 +38,7 @@ class ExecResult(BaseModel):
     network_isolated: bool = False  # True when the script really ran without network
     cancelled: bool = False  # killed on request (Ctrl+C, stop), not for its own fault
     executor: str = "local"  # which executor ran it
+    gpu: str | None = None  # the device id the script ran on (CUDA_VISIBLE_DEVICES), if any
     warnings: list[str] = Field(default_factory=list)
 
     @property

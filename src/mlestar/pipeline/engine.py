@@ -291,7 +291,7 @@ class Engine:
             peak_memory_mb=result.peak_memory_mb,
             finished_at=time.time(),
             error=error[-4000:] if error else None,
-            info={**info, "executor": result.executor},
+            info={**info, "executor": result.executor, **({"gpu": result.gpu} if result.gpu else {})},
         )
         for warning in result.warnings:
             self.publish(EventType.WARNING, warning, phase=phase, track=step.track, node_id=node.id)

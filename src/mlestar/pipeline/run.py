@@ -21,7 +21,8 @@ from mlestar.core.events import Event, EventBus, EventType
 from mlestar.core.records import SearchResult
 from mlestar.core.steps import Phase, Step
 from mlestar.core.task import Task
-from mlestar.errors import AllCandidatesFailed, BudgetExhausted, MlestarError
+from mlestar.errors import AllCandidatesFailed, BudgetExhausted, MlestarError, UnsupportedTask
+from mlestar.exec.gpus import resolve_gpus
 from mlestar.exec.pool import Executor, LocalExecutor
 from mlestar.exec.workspace import build_input_dir
 from mlestar.pipeline import phases
@@ -36,7 +37,9 @@ from mlestar.task import load_task
 from mlestar.task.views import input_view, private_paths
 
 EventListener = Callable[[Event], None]
-ML_PACKAGES = ("sklearn", "lightgbm", "xgboost", "catboost", "torch", "scipy", "pandas", "numpy")
+ML_PACKAGES = (
+    "sklearn", "lightgbm", "xgboost", "catboost", "torch", "torchvision", "timm", "scipy", "pandas", "numpy"
+)
 DEV_INPUT, FINAL_INPUT = Path("data") / "dev", Path("data") / "final"
 FOLDS_PATH = Path("data") / "folds.csv"
 
@@ -76,7 +79,8 @@ def brain_context(task: Task, settings: Settings, run_dir: Path, report: str) ->
     folds = pd.read_csv(run_dir / FOLDS_PATH)
     timeout = settings.script_timeout_s
     if settings.time_limit_s is not None:
-        timeout = min(timeout, settings.time_limit_s / 6)
+        # training on media files needs longer scripts: a quarter of the run rather than a sixth
+        timeout = min(timeout, settings.time_limit_s / (4 if task.media is not None else 6))
     return BrainContext(
         task=task,
         data_report=report,
@@ -86,6 +90,7 @@ def brain_context(task: Task, settings: Settings, run_dir: Path, report: str) ->
         n_folds=int(folds["fold"].max()) + 1,
         script_timeout_s=timeout,
         threads=settings.resolved_threads(),
+        gpu=bool(resolve_gpus(settings.gpus)),
         available_packages=[name for name in ML_PACKAGES if importlib.util.find_spec(name) is not None],
     )
 
@@ -101,6 +106,8 @@ def create_run(
 ) -> RunStore:
     """Read the competition, create the run folder, its fixed split and input views. Nothing runs yet."""
     task = load_task(competition, metric=metric, target=target, id_column=id_column)
+    if not settings.llm:
+        check_offline_scope(task)
     run_id = run_id or new_run_id(task.name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id):
         raise MlestarError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-'")
@@ -132,6 +139,18 @@ def create_run(
     return store
 
 
+def check_offline_scope(task: Task) -> None:
+    """Fail before anything is written when the offline expert cannot solve the task."""
+    from mlestar.brain.expert.scope import unsupported_reason
+
+    reason = unsupported_reason(task)
+    if reason is not None:
+        raise UnsupportedTask(
+            f"the offline expert cannot solve {task.name}: {reason}; "
+            "run it with an LLM (--llm PROVIDER:MODEL)"
+        )
+
+
 def make_brain(settings: Settings, store: RunStore | None = None, bus: EventBus | None = None) -> Brain:
     if settings.llm:
         from mlestar.brain.llm import build_llm_brain
@@ -143,7 +162,9 @@ def make_brain(settings: Settings, store: RunStore | None = None, bus: EventBus 
 
 
 def make_executor(settings: Settings) -> Executor:
-    return LocalExecutor(settings.resolved_workers())
+    return LocalExecutor(
+        settings.resolved_workers(), gpus=resolve_gpus(settings.gpus), scripts_per_gpu=settings.scripts_per_gpu
+    )
 
 
 def make_searcher(settings: Settings, bus: EventBus) -> phases.Searcher | None:

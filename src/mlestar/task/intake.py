@@ -676,7 +676,9 @@ def load_task(
             )
         )
     n_test_rows = _test_rows(tables)
-    n_train_rows = (tables.train.rows or 0) if tables.train is not None else found.dir_infos[found.train].files
+    n_train_rows = (
+        (tables.train.rows or 0) if tables.train is not None else found.dir_infos[found.train].files
+    )
     if media is not None and media.layout == "class_folders":
         n_train_rows = media.n_train_files
 

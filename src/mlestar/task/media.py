@@ -275,7 +275,8 @@ def profile_table_media(
     train_folders = {_folder_of(train_pattern, v) for v in values[:KEY_SAMPLE]}
     test_folders: set[str] = set()
     if test_pattern is not None and test is not None and column in test.columns:
-        test_folders = {_folder_of(test_pattern, _key_text(v)) for v in test[column].dropna().head(KEY_SAMPLE)}
+        keys = test[column].dropna().head(KEY_SAMPLE)
+        test_folders = {_folder_of(test_pattern, _key_text(v)) for v in keys}
     kind = next((scan.kind for path, scan in media.items()
                  if path.relative_to(data_dir).as_posix() in train_folders), None)
     paths = [train_pattern.format(id=v) for v in values]

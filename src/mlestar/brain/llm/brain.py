@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _DESCRIPTION_LIMIT = 6000
+DEEP_PACKAGES = ("torch", "torchvision", "timm")  # named in media prompts: which of them scripts may import
 _DATA_REPORT_LIMIT = 8000
 _OUTPUT_LIMIT = 6000
 _ERROR_LIMIT = 4000
@@ -98,7 +99,8 @@ class LLMBrain:
     # -- plumbing ------------------------------------------------------------------------------
     def _vars(self, ctx: BrainContext, mode: str = "dev", **extra: Any) -> dict[str, Any]:
         task = ctx.task
-        aux = [f.path for f in task.files if f.role in (FileRole.AUXILIARY, FileRole.IMAGE_DIR)]
+        other_roles = (FileRole.AUXILIARY, FileRole.IMAGE_DIR, FileRole.MEDIA_DIR)
+        aux = [f.path for f in task.files if f.role in other_roles]
         values: dict[str, Any] = {
             "mode": mode,
             # what the contract's last rule asks for; block and review prompts override it
@@ -121,6 +123,8 @@ class LLMBrain:
             "threads": ctx.threads,
             "gpu": ctx.gpu,
             "packages": ctx.available_packages,
+            "media_kind": task.media.kind if task.media is not None else "",
+            "deep_packages": [p for p in DEEP_PACKAGES if p in ctx.available_packages],
         }
         values.update(extra)
         return values
