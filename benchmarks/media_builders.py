@@ -35,7 +35,7 @@ class MediaCompetition:
     name: str
     group: str  # "example" (in examples/) or "suite" (built on demand, never tuned on)
     kind: str  # image | audio
-    build: Callable[[Path], None]
+    build: Callable[..., None]  # (dest, **size)
 
 
 def write_png(path: Path, pixels: np.ndarray) -> None:
@@ -261,14 +261,15 @@ def list_media(group: str | None = None) -> list[str]:
     return [name for name, c in COMPETITIONS.items() if group is None or c.group == group]
 
 
-def build_media(name: str, dest: Path) -> Path:
-    """Build media competition ``name`` into ``dest`` (its own files replaced) and return it."""
+def build_media(name: str, dest: Path, **size: int) -> Path:
+    """Build media competition ``name`` into ``dest`` (its own files replaced) and return it;
+    ``size`` (e.g. ``n=200``) makes a smaller one for tests."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for stale in _MANAGED:
         (dest / stale).unlink(missing_ok=True)
     for folder in _FOLDERS:
         shutil.rmtree(dest / folder, ignore_errors=True)
-    COMPETITIONS[name].build(dest)
+    COMPETITIONS[name].build(dest, **size)
     write_checksums(dest)
     return dest
