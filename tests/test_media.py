@@ -228,3 +228,51 @@ def test_gpu_pool_shares_a_device_only_when_configured() -> None:
     assert pool.acquire(cancel) is None and time.time() - started >= 0.25
     pool.release("0")
     assert pool.acquire() == "0"
+
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+# A stand-in for nvidia-smi: two GPUs; a script that wrote its pid (as it sees it, maybe inside a PID
+# namespace) to working/pid holds 512 MiB, reported under its host pid as nvidia-smi does.
+if [ "$1" = "-L" ]; then
+  echo "GPU 0: Fake GPU (UUID: GPU-0)"
+  echo "GPU 1: Fake GPU (UUID: GPU-1)"
+  exit 0
+fi
+for proc in /proc/[0-9]*; do
+  dir=$(readlink "$proc/cwd" 2>/dev/null) || continue
+  [ -f "$dir/working/pid" ] || continue
+  inner=$(awk '/^NSpid:/ {print $NF}' "$proc/status" 2>/dev/null)
+  [ "$inner" = "$(cat "$dir/working/pid")" ] && echo "${proc#/proc/}, 512"
+done
+exit 0
+"""
+
+
+def test_gpus_are_detected_and_memory_is_recorded_per_script(tmp_path: Path, monkeypatch) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
+    (tools / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{__import__('os').environ['PATH']}")
+    assert resolve_gpus("auto") == ["0", "1"]
+    code = ("import os, time\nopen('working/pid', 'w').write(str(os.getpid()))\ntime.sleep(2.5)\n"
+            "print('Final Validation Performance: 1.0')\n")
+    (tmp_path / "input").mkdir()
+    folder = prepare_script_dir(tmp_path / "scripts" / "one", code, tmp_path / "input")
+    with LocalExecutor(workers=1, gpus=resolve_gpus("auto")) as pool:
+        result = pool.submit(ScriptJob(workdir=folder, limits=ExecLimits(timeout_s=30))).result()
+    assert result.score == 1.0 and result.gpu == "0" and result.peak_gpu_memory_mb == 512
+
+
+def test_the_expert_debugger_shrinks_a_network_that_runs_out_of_gpu_memory(tmp_path: Path) -> None:
+    ctx = _context(tmp_path, "shapes")
+    ctx = ctx.model_copy(update={"available_packages": [*ctx.available_packages, "torch"]})  # not run here
+    brain = ExpertBrain()
+    script = brain.write_candidate(ctx, ModelCard(name="cnn"))
+    error = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    fixed = brain.debug(ctx, script, error)
+    assert fixed is not None
+    before, after = spec_of(script), spec_of(fixed)
+    assert before is not None and after is not None
+    assert after.models[0].params["batch_size"] == before.models[0].params["batch_size"] // 2
+    assert after.history[-1] == "debug: cuda_memory"

@@ -7,13 +7,18 @@ script's peak GPU memory is read from nvidia-smi while it runs, where nvidia-smi
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
 
 CUDA_VISIBLE = "CUDA_VISIBLE_DEVICES"
 _GPU_LINE = re.compile(r"^GPU (\d+):", re.MULTILINE)
@@ -84,3 +89,55 @@ class GpuPool:
         finally:
             if device is not None:
                 self.release(device)
+
+
+def _compute_apps() -> list[tuple[int, float]]:
+    """(pid, MiB) of every process using a GPU, per nvidia-smi."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    apps = []
+    for line in out.splitlines():
+        pid, _, used = (part.strip() for part in line.partition(","))
+        with contextlib.suppress(ValueError):
+            apps.append((int(pid), float(used)))
+    return apps
+
+
+def _works_in(pid: int, folder: str) -> bool:
+    try:
+        cwd = psutil.Process(pid).cwd()
+    except (psutil.Error, OSError):
+        return False
+    return cwd == folder or cwd.startswith(folder + os.sep)
+
+
+class GpuMemoryWatch:
+    """The peak GPU memory (MiB) of the processes working in ``folder``, sampled every ``every_s``."""
+
+    def __init__(self, folder: Path, every_s: float = 1.0) -> None:
+        self.folder = os.path.realpath(folder)
+        self.every_s = every_s
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="mlestar-gpu-memory", daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            used = sum(mb for pid, mb in _compute_apps() if _works_in(pid, self.folder))
+            self.peak_mb = max(self.peak_mb, used)
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> GpuMemoryWatch:
+        if shutil.which("nvidia-smi"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=15)

@@ -39,6 +39,7 @@ class ExecResult(BaseModel):
     cancelled: bool = False  # killed on request (Ctrl+C, stop), not for its own fault
     executor: str = "local"  # which executor ran it
     gpu: str | None = None  # the device id the script ran on (CUDA_VISIBLE_DEVICES), if any
+    peak_gpu_memory_mb: float = 0.0  # sampled from nvidia-smi while it ran (0: no GPU or no nvidia-smi)
     warnings: list[str] = Field(default_factory=list)
 
     @property

@@ -7,7 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Protocol, runtime_checkable
 
-from mlestar.exec.gpus import CUDA_VISIBLE, GpuPool
+from mlestar.exec.gpus import CUDA_VISIBLE, GpuMemoryWatch, GpuPool
 from mlestar.exec.models import ExecResult, ScriptJob
 from mlestar.exec.sandbox import RC_CANCELLED, run_script
 
@@ -74,8 +74,9 @@ class LocalExecutor:
             if device is None:
                 return cancelled_result("cancelled while waiting for a GPU")
             env = {**job.extra_env, CUDA_VISIBLE: device}
-            result = run_script(job.workdir, job.limits, cancel=stop, hide=job.hide, extra_env=env)
-        return result.model_copy(update={"gpu": device})
+            with GpuMemoryWatch(job.workdir) as memory:
+                result = run_script(job.workdir, job.limits, cancel=stop, hide=job.hide, extra_env=env)
+        return result.model_copy(update={"gpu": device, "peak_gpu_memory_mb": memory.peak_mb})
 
     def _forget(self, future: Future[ExecResult]) -> None:
         with self._lock:

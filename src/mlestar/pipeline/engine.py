@@ -291,7 +291,7 @@ class Engine:
             peak_memory_mb=result.peak_memory_mb,
             finished_at=time.time(),
             error=error[-4000:] if error else None,
-            info={**info, "executor": result.executor, **({"gpu": result.gpu} if result.gpu else {})},
+            info={**info, "executor": result.executor, **_gpu_info(result)},
         )
         for warning in result.warnings:
             self.publish(EventType.WARNING, warning, phase=phase, track=step.track, node_id=node.id)
@@ -399,3 +399,10 @@ class Engine:
 
     def phase_finished(self, phase: Phase, message: str = "", **data: Any) -> None:
         self.publish(EventType.PHASE_FINISHED, message or f"{phase.value} done", phase=phase.value, data=data)
+
+
+def _gpu_info(result: ExecResult) -> dict[str, Any]:
+    """The device a script ran on and its peak GPU memory, for the node's record."""
+    if not result.gpu:
+        return {}
+    return {"gpu": result.gpu, "gpu_memory_mb": round(result.peak_gpu_memory_mb, 1)}
