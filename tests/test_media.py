@@ -276,3 +276,11 @@ def test_the_expert_debugger_shrinks_a_network_that_runs_out_of_gpu_memory(tmp_p
     assert before is not None and after is not None
     assert after.models[0].params["batch_size"] == before.models[0].params["batch_size"] // 2
     assert after.history[-1] == "debug: cuda_memory"
+
+
+def test_test_rows_without_files_fail_up_front(tmp_path: Path) -> None:
+    image_competition(tmp_path)
+    pd.DataFrame({"id": ["zz1", "zz2"]}).to_csv(tmp_path / "test.csv", index=False)
+    pd.DataFrame({"id": ["zz1", "zz2"], "label": "cat"}).to_csv(tmp_path / "sample_submission.csv", index=False)
+    with pytest.raises(UnsupportedTask, match=r"none of the image files matches the test table.*--llm"):
+        create_run(tmp_path, Settings.load(runs_dir=tmp_path / "runs"))

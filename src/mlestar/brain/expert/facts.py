@@ -24,7 +24,7 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".csv.gz", ".tsv.gz", ".csv
 # decoding and representing files costs more per row than a table does.
 SMALL_MEDIA_ROWS = 1000
 MAX_SAMPLE_RATE = 16000  # audio is resampled down to this rate: enough for speech and most sounds
-MEDIA_FEATURES_ESTIMATE = 300  # columns a default representation has, for sizing the models
+MEDIA_FEATURES_ESTIMATE = 450  # columns a default representation has, for sizing the models
 
 
 class MediaFacts(BaseModel):

@@ -17,6 +17,9 @@ def unsupported_reason(task: Task) -> str | None:
     media = task.media
     if media is not None and media.kind not in ("image", "audio"):
         return f"its samples are per-row {media.kind} files, which the offline expert does not read"
+    if media is not None and media.test_pattern is None:
+        return (f"none of the {media.kind} files matches the test table or sample submission "
+                "(expected its id or path column to name one file each)")
     media_modality = task.modality in (Modality.IMAGE, Modality.AUDIO, Modality.OTHER)
     if media is None and media_modality and not task.feature_columns:
         return (f"its samples are {task.modality.value} files that no train table column names "

@@ -24,6 +24,9 @@ MIN_EPOCHS, MAX_EPOCHS = 3, 60
 NEURAL_MACS_PER_S = 1.5e10
 GPU_THREADS = 50
 DEFAULT_RESOLUTION = 32
+# Boosting on media features costs this many times a table's round: every column is dense and
+# informative (histograms fill completely), and decoding and representing the files comes on top.
+MEDIA_ROUND_FACTOR = 4.0
 
 
 def network_inputs(facts: TaskFacts) -> tuple[int, int]:
@@ -57,6 +60,8 @@ def _round_cost_s(card_name: str, facts: TaskFacts) -> float:
     trees = max(1, outputs) * facts.n_heads
     cat_cells = facts.n_rows * len(facts.cat_cols) / 1e6
     per_round = (card.cost_per_mcell * cells + card.cat_cost_per_mcell * cat_cells) * trees / max(1, facts.threads)
+    if facts.media is not None:
+        per_round *= MEDIA_ROUND_FACTOR
     # Every round (tree) also pays a fixed overhead that no amount of threads removes.
     overhead = (5e-3 if card.family == "forest" else 1e-3) * trees
     return max(per_round, overhead)

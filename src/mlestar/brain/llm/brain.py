@@ -100,7 +100,9 @@ class LLMBrain:
     def _vars(self, ctx: BrainContext, mode: str = "dev", **extra: Any) -> dict[str, Any]:
         task = ctx.task
         other_roles = (FileRole.AUXILIARY, FileRole.IMAGE_DIR, FileRole.MEDIA_DIR)
-        aux = [f.path for f in task.files if f.role in other_roles]
+        # folders of test files are hidden from development scripts: not theirs to read
+        unseen = set(task.media.test_dirs) if task.media is not None and mode == "dev" else set()
+        aux = [f.path for f in task.files if f.role in other_roles and f.path not in unseen]
         values: dict[str, Any] = {
             "mode": mode,
             # what the contract's last rule asks for; block and review prompts override it
