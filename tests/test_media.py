@@ -3,6 +3,7 @@ expert's media blocks, and GPU leases (with a fake device list)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -150,6 +151,7 @@ def test_profiling_reads_only_a_sample_of_the_files(tmp_path: Path) -> None:
     assert media is not None and media.sampled == SAMPLE_FILES and media.n_train_files == SAMPLE_FILES + 100
 
 
+@pytest.mark.slow  # a few seconds of PNG and wav writing
 def test_media_examples_rebuild_to_the_committed_bytes(tmp_path: Path) -> None:
     from builders import read_checksums
 
@@ -230,33 +232,42 @@ def test_gpu_pool_shares_a_device_only_when_configured() -> None:
     assert pool.acquire() == "0"
 
 
-FAKE_NVIDIA_SMI = """#!/bin/sh
+FAKE_NVIDIA_SMI = """
 # A stand-in for nvidia-smi: two GPUs; a script that wrote its pid (as it sees it, maybe inside a PID
 # namespace) to working/pid holds 512 MiB, reported under its host pid as nvidia-smi does.
-if [ "$1" = "-L" ]; then
-  echo "GPU 0: Fake GPU (UUID: GPU-0)"
-  echo "GPU 1: Fake GPU (UUID: GPU-1)"
-  exit 0
-fi
-for proc in /proc/[0-9]*; do
-  dir=$(readlink "$proc/cwd" 2>/dev/null) || continue
-  [ -f "$dir/working/pid" ] || continue
-  inner=$(awk '/^NSpid:/ {print $NF}' "$proc/status" 2>/dev/null)
-  [ "$inner" = "$(cat "$dir/working/pid")" ] && echo "${proc#/proc/}, 512"
-done
-exit 0
+import os, sys
+
+if sys.argv[1:] == ["-L"]:
+    print("GPU 0: Fake GPU (UUID: GPU-0)")
+    print("GPU 1: Fake GPU (UUID: GPU-1)")
+    sys.exit(0)
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        folder = os.readlink(f"/proc/{pid}/cwd")
+        marker = os.path.join(folder, "working", "pid")
+        if not os.path.isfile(marker):
+            continue
+        status = open(f"/proc/{pid}/status").read()
+        inner = next(line.split()[-1] for line in status.splitlines() if line.startswith("NSpid:"))
+    except (OSError, StopIteration):
+        continue
+    if inner == open(marker).read().strip():
+        print(f"{pid}, 512")
+        open(os.path.join(folder, "working", "seen"), "w").close()
 """
 
 
 def test_gpus_are_detected_and_memory_is_recorded_per_script(tmp_path: Path, monkeypatch) -> None:
     tools = tmp_path / "bin"
     tools.mkdir()
-    (tools / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
+    (tools / "nvidia-smi").write_text(f"#!{sys.executable}\n" + FAKE_NVIDIA_SMI)
     (tools / "nvidia-smi").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tools}:{__import__('os').environ['PATH']}")
     assert resolve_gpus("auto") == ["0", "1"]
-    code = ("import os, time\nopen('working/pid', 'w').write(str(os.getpid()))\ntime.sleep(2.5)\n"
-            "print('Final Validation Performance: 1.0')\n")
+    # the script runs until nvidia-smi has reported it once (or 20 s pass)
+    code = ("import os, time\nopen('working/pid', 'w').write(str(os.getpid()))\nstart = time.time()\n"
+            "while not os.path.exists('working/seen') and time.time() - start < 20:\n    time.sleep(0.1)\n"
+            "time.sleep(1.0)\nprint('Final Validation Performance: 1.0')\n")
     (tmp_path / "input").mkdir()
     folder = prepare_script_dir(tmp_path / "scripts" / "one", code, tmp_path / "input")
     with LocalExecutor(workers=1, gpus=resolve_gpus("auto")) as pool:
