@@ -114,21 +114,26 @@ def test_audio_in_a_folder_shared_by_train_and_test_is_linked_file_by_file(tmp_p
     assert "clips" in {inner.as_posix() for _, inner in input_view(task, final=True).links}
 
 
-@pytest.mark.parametrize("kind", ["text", "array"])
+@pytest.mark.parametrize("kind", ["text", "npy", "json"])
 def test_per_sample_text_and_arrays_are_profiled_and_refused_offline(tmp_path: Path, kind: str) -> None:
     (tmp_path / "items").mkdir()
     for i in range(12):
         if kind == "text":
             (tmp_path / "items" / f"{i}.txt").write_text("some words " * (i + 1))
-        else:
+        elif kind == "npy":
             np.save(tmp_path / "items" / f"{i}.npy", np.zeros((5, 3), dtype=np.float32))
+        else:
+            (tmp_path / "items" / f"{i}.json").write_text("[[1, 2], [3, 4], [5, 6]]")
     _tables(tmp_path, [str(i) for i in range(8)], [str(i) for i in range(8, 12)])
     task = load_task(tmp_path)
-    assert task.media is not None and task.media.kind == kind
+    media = task.media
+    assert media is not None and media.kind == ("text" if kind == "text" else "array")
     if kind == "text":
-        assert task.media.chars is not None and task.media.chars.max == len("some words " * 8)
+        assert media.chars is not None and media.chars.max == len("some words " * 8)
     else:
-        assert task.media.shapes == {"(5, 3) float32": 8}
+        assert media.shapes == ({"(5, 3) float32": 8} if kind == "npy" else {"(3, 2)": 8})
+        assert media.train_pattern == f"items/{{id}}.{kind}"
+    kind = media.kind
     runs = tmp_path / "runs"
     with pytest.raises(UnsupportedTask, match=rf"per-row {kind} files.*--llm"):
         create_run(tmp_path, Settings.load(runs_dir=runs))

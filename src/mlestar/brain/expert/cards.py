@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlestar.brain.expert.facts import TaskFacts, package_available
+from mlestar.brain.expert.neural import USEFUL_EPOCHS, affordable_epochs
 
 
 @dataclass(frozen=True)
@@ -472,11 +473,16 @@ def _text_order(facts: TaskFacts) -> list[str]:
 
 
 def _media_order(facts: TaskFacts) -> list[str]:
-    """Boosting on summary features is the surest start on a CPU; with a GPU, or time for enough
-    epochs, the network trained on the files themselves goes first."""
+    """Boosting on summary features is the surest start on a CPU; with a GPU, or time for many
+    epochs, the network trained on the files themselves goes first; without time for enough epochs
+    it goes last (a network that saw the data a few times only wastes a candidate)."""
     features = ["lightgbm", "extra_trees", "hist_gb", "linear", "xgboost"]
-    network_first = facts.gpu or facts.timeout_s >= 900
-    return (["cnn"] + features) if network_first else (features[:1] + ["cnn"] + features[1:])
+    epochs = affordable_epochs(facts)
+    if facts.gpu or epochs >= 4 * USEFUL_EPOCHS:
+        return ["cnn"] + features
+    if epochs >= USEFUL_EPOCHS:
+        return features[:1] + ["cnn"] + features[1:]
+    return features + ["cnn"]
 
 
 def rank_cards(facts: TaskFacts, available: list[str]) -> list[Card]:

@@ -10,45 +10,16 @@ from __future__ import annotations
 
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import TaskFacts
+from mlestar.brain.expert.neural import TRAIN_SHARE, epoch_cost_s
 
-# Share of the timeout the models of one script may spend training (the rest: loading, features,
-# the final refit's extra rows, safety margin).
-TRAIN_SHARE = 0.3
 MIN_ROUNDS = 60
 MAX_ROUNDS = 5000
 FOREST_MAX_TREES = 800
 FOREST_MIN_TREES = 50
 MIN_EPOCHS, MAX_EPOCHS = 3, 60
-# Multiply-adds per second one CPU thread manages on small convolutions (forward and backward);
-# a GPU is counted as this many threads.
-NEURAL_MACS_PER_S = 1.5e10
-GPU_THREADS = 50
-DEFAULT_RESOLUTION = 32
 # Boosting on media features costs this many times a table's round: every column is dense and
 # informative (histograms fill completely), and decoding and representing the files comes on top.
 MEDIA_ROUND_FACTOR = 4.0
-
-
-def network_inputs(facts: TaskFacts) -> tuple[int, int]:
-    """(input channels, input cells per channel) of the network: the image, or the spectrogram."""
-    media = facts.media
-    if media is None or media.kind == "image":
-        return (media.channels if media else 3), DEFAULT_RESOLUTION**2
-    frames = int(media.duration_s * media.sample_rate / 256) + 1
-    return 1, 40 * frames
-
-
-def epoch_cost_s(facts: TaskFacts, width: int = 16) -> float:
-    """Seconds one epoch of the small CNN takes on the development rows (three conv stages)."""
-    channels, cells = network_inputs(facts)
-    macs = 9 * cells * (channels * width + 4 * width * width) * 3  # forward and backward
-    threads = GPU_THREADS if facts.gpu else max(1, facts.threads)
-    return facts.n_rows * 0.8 * macs / (NEURAL_MACS_PER_S * threads) + 0.2
-
-
-def fit_seconds(facts: TaskFacts, share: float = 1.0) -> float:
-    """Seconds one training run of a model may take within its share of the script's time."""
-    return round(facts.timeout_s * TRAIN_SHARE * share / len(facts.score_folds), 1)
 
 
 def _round_cost_s(card_name: str, facts: TaskFacts) -> float:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from mlestar.brain.expert.blocks import changed_blocks, swap_block
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import TaskFacts, task_facts
+from mlestar.brain.expert.neural import fit_seconds
 from mlestar.brain.expert.render import render_block, spec_state, to_script
-from mlestar.brain.expert.sizing import fit_seconds, learning_rate_for, round_budget
+from mlestar.brain.expert.sizing import learning_rate_for, round_budget
 from mlestar.brain.expert.spec import (
     CleaningSpec,
     EncodingSpec,
