@@ -17,6 +17,7 @@ from mlestar.brain.expert.blocks import (
     JOINING,
     block_for,
     block_order,
+    MEDIA_BLOCKS,
     block_state,
     changed_blocks,
     set_block_state,
@@ -176,7 +177,7 @@ def test_block_registry_covers_the_block_templates_in_script_order(tasks, brain)
     block_templates = {p.name for p in TEMPLATE_DIR.glob("*.py.j2")} - {"ensemble.py.j2"}
     # a solution joining tables has the joining block and one block per table
     join_templates = [block_for(JOINING).template, block_for("join_cities").template]
-    assert sorted([b.template for b in BLOCKS] + join_templates) == sorted(block_templates)
+    assert sorted({b.template for b in BLOCKS + MEDIA_BLOCKS} | set(join_templates)) == sorted(block_templates)
     script = brain.write_candidate(tasks["binary"].ctx, ModelCard(name="lightgbm"))
     assert list(find_blocks(script.code)) == [b.name for b in BLOCKS]
 

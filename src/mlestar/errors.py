@@ -61,3 +61,7 @@ class AllCandidatesFailed(MlestarError):
 
 class InfrastructureError(MlestarError):
     """The executor kept failing to run scripts (workers or nodes died): the run stops, resumable."""
+
+
+class UnsupportedTask(MlestarError):
+    """The offline expert cannot solve this kind of task (an LLM may)."""

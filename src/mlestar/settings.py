@@ -182,6 +182,18 @@ class Settings(BaseSettings):
         ge=0,
     )
 
+    # -- GPUs (media competitions: each running script gets GPUs of its own) ------------------------
+    gpus: str = setting(
+        "auto",
+        "GPUs scripts may use: auto (every GPU nvidia-smi or torch finds), none, or device ids like 0,1",
+        group="resources",
+        flags=("--gpus",),
+        pattern=r"^(auto|none|\d+(,\d+)*)$",
+    )
+    scripts_per_gpu: int = setting(
+        1, "scripts that may share one GPU at once", group="resources", flags=("--scripts-per-gpu",), ge=1, le=16
+    )
+
     # -- data ------------------------------------------------------------------------------------
     seed: int = setting(
         0, "seed of the split, the subsample and every policy choice", group="data", flags=("--seed",)

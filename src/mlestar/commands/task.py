@@ -282,6 +282,8 @@ def _print_task(console: Console, task: Task) -> None:
         rows.append(("classes", f"{len(task.classes)}: {shown}"))
     if task.answers_file:
         rows.append(("private answers", str(task.answers_file)))
+    if task.media is not None:
+        rows += [("media" if i == 0 else "", line) for i, line in enumerate(task.media.summary().splitlines())]
     for label, value in rows:
         summary.add_row(label, escape(value))
     console.print(summary)

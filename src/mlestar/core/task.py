@@ -19,6 +19,7 @@ class Modality(str, Enum):
     TABULAR = "tabular"
     TEXT = "text"
     IMAGE = "image"
+    AUDIO = "audio"
     TIMESERIES = "timeseries"
     OTHER = "other"
 
@@ -30,6 +31,7 @@ class FileRole(str, Enum):
     DESCRIPTION = "description"
     AUXILIARY = "auxiliary"  # extra tables or files scripts may use
     IMAGE_DIR = "image_dir"
+    MEDIA_DIR = "media_dir"  # a folder of per-sample files other than images (audio, text, arrays)
     ANSWERS = "answers"  # private; never shown to development scripts
 
 
@@ -99,6 +101,98 @@ class DataFile(BaseModel):
     table: TableProfile | None = None  # auxiliary tables only
 
 
+class Spread(BaseModel):
+    """Smallest, median and largest of a quantity over the sampled files."""
+
+    min: float
+    median: float
+    max: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread | None:
+        if not values:
+            return None
+        ordered = sorted(values)
+        return cls(min=ordered[0], median=ordered[len(ordered) // 2], max=ordered[-1])
+
+    def text(self, unit: str = "") -> str:
+        def fmt(value: float) -> str:
+            return f"{value:.3g}" if not float(value).is_integer() else str(int(value))
+
+        if self.min == self.max:
+            return f"{fmt(self.min)}{unit}"
+        return f"{fmt(self.min)}-{fmt(self.max)}{unit} (median {fmt(self.median)}{unit})"
+
+
+class MediaProfile(BaseModel):
+    """What a modeller needs to know about a competition whose samples are files (one per row).
+
+    Paths are relative to ``Task.data_dir``. ``train_pattern`` / ``test_pattern`` say where a row's
+    file lives: ``{id}`` is replaced by the row's value of ``key_column`` (the id, or a column of
+    file names or paths); ``"{id}"`` alone means the column already holds the path. A competition
+    of class folders (``train/<label>/<file>``, no train table) has ``layout="class_folders"``: its
+    rows are the folder's files in sorted order, labelled by their folder. Statistics come from a
+    sample of the files (headers only), so profiling 100k files takes seconds.
+    """
+
+    kind: str  # image | audio | text | array
+    layout: str  # "table" (a train table names the files) | "class_folders"
+    key_column: str | None = None  # train/test column naming each row's file
+    train_pattern: str | None = None  # e.g. "train/{id}.png"
+    test_pattern: str | None = None
+    train_dir: str | None = None  # the folder of training files
+    test_dirs: list[str] = Field(default_factory=list)  # folders holding only test files
+    shared_dirs: list[str] = Field(default_factory=list)  # folders holding train and test files
+    n_train_files: int = 0
+    n_test_files: int = 0
+    sampled: int = 0  # files whose headers were read for the statistics below
+    unreadable: int = 0  # sampled files that could not be decoded
+    formats: dict[str, int] = Field(default_factory=dict)  # extension -> count in the sample
+    class_counts: dict[str, int] = Field(default_factory=dict)  # label -> training rows
+    examples: list[str] = Field(default_factory=list)  # a few file paths, as a sample of the tree
+    # images
+    width: Spread | None = None
+    height: Spread | None = None
+    modes: dict[str, int] = Field(default_factory=dict)  # Pillow modes: RGB, L, RGBA ... -> count
+    # audio
+    sample_rates: dict[str, int] = Field(default_factory=dict)  # Hz -> count
+    duration_s: Spread | None = None
+    audio_channels: dict[str, int] = Field(default_factory=dict)
+    # per-sample text and arrays
+    chars: Spread | None = None
+    shapes: dict[str, int] = Field(default_factory=dict)  # array shape -> count
+
+    def summary(self) -> str:
+        """A few lines describing the files, for prompts, reports and ``mlestar profile``."""
+        where = self.train_pattern or (f"{self.train_dir}/<label>/<file>" if self.train_dir else "?")
+        lines = [
+            f"Media: {self.kind} files, {self.n_train_files} train / {self.n_test_files} test; "
+            f"train files at {where}" + (f", test files at {self.test_pattern}" if self.test_pattern else "")
+        ]
+        if self.formats:
+            lines.append("Formats (sampled): " + ", ".join(f"{k} {v}" for k, v in self.formats.items()))
+        if self.width and self.height:
+            modes = ", ".join(f"{k} {v}" for k, v in self.modes.items())
+            lines.append(f"Image size: width {self.width.text('px')}, height {self.height.text('px')}; modes: {modes}")
+        if self.duration_s:
+            rates = ", ".join(f"{k} Hz x{v}" for k, v in self.sample_rates.items())
+            channels = ", ".join(f"{k} ch x{v}" for k, v in self.audio_channels.items())
+            lines.append(f"Audio: duration {self.duration_s.text('s')}; sample rates {rates}; {channels}")
+        if self.chars:
+            lines.append(f"Text files: {self.chars.text(' characters')}")
+        if self.shapes:
+            lines.append("Array shapes: " + ", ".join(f"{k} x{v}" for k, v in list(self.shapes.items())[:5]))
+        if self.class_counts:
+            shown = sorted(self.class_counts.items(), key=lambda item: -item[1])
+            text = ", ".join(f"{k} {v}" for k, v in shown[:15]) + (" ..." if len(shown) > 15 else "")
+            lines.append(f"Training rows per class: {text}")
+        if self.unreadable:
+            lines.append(f"Unreadable files in the sample: {self.unreadable} of {self.sampled}")
+        if self.examples:
+            lines.append("Sample of the file tree: " + ", ".join(self.examples[:6]))
+        return "\n".join(lines)
+
+
 class Task(BaseModel):
     """Everything the pipeline, the brains and the graders need to know about a competition."""
 
@@ -135,6 +229,7 @@ class Task(BaseModel):
     time_column: str | None = None  # validation is the latest rows when set
     n_train_rows: int = 0
     n_test_rows: int = 0
+    media: MediaProfile | None = None  # set when every sample is a file (images, audio, ...)
 
     @property
     def target(self) -> str:
@@ -165,10 +260,13 @@ class Task(BaseModel):
             lines.append(f"Text columns: {', '.join(self.text_columns)}")
         if self.categorical_columns:
             lines.append(f"Categorical columns: {', '.join(self.categorical_columns[:30])}")
-        aux = [f.path for f in self.files if f.role in (FileRole.AUXILIARY, FileRole.IMAGE_DIR)]
+        other_roles = (FileRole.AUXILIARY, FileRole.IMAGE_DIR, FileRole.MEDIA_DIR)
+        aux = [f.path for f in self.files if f.role in other_roles]
         if aux:
             lines.append(f"Other files: {', '.join(aux[:20])}")
         lines += [line for f in self.files if (line := _join_line(f))]
+        if self.media is not None:
+            lines.append(self.media.summary())
         return "\n".join(lines)
 
 

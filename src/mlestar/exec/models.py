@@ -47,6 +47,8 @@ class ExecResult(BaseModel):
     # Set when the executor could not run the script to its end (its worker or node died, the
     # cluster was lost): not the script's fault, so it is run again rather than debugged.
     infrastructure_error: str | None = None
+    gpu: str | None = None  # the device id the script ran on (CUDA_VISIBLE_DEVICES), if any
+    peak_gpu_memory_mb: float = 0.0  # sampled from nvidia-smi while it ran (0: no GPU or no nvidia-smi)
     warnings: list[str] = Field(default_factory=list)
 
     @property

@@ -7,6 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any, Protocol, runtime_checkable
 
+from mlestar.exec.gpus import CUDA_VISIBLE, GpuMemoryWatch, GpuPool
 from mlestar.exec.models import ExecResult, ScriptJob
 from mlestar.exec.sandbox import RC_CANCELLED, run_script
 
@@ -49,13 +50,16 @@ class LocalExecutor:
     """Up to ``workers`` scripts at once on this machine.
 
     Threads only drive the subprocesses (waiting, watching memory), so a thread pool is enough:
-    the scripts themselves run in their own processes, in parallel.
+    the scripts themselves run in their own processes, in parallel. With ``gpus`` (device ids),
+    each running script leases one device (``CUDA_VISIBLE_DEVICES``) and waits for a free one, at
+    most ``scripts_per_gpu`` scripts to a device; without, scripts see no GPU at all.
     """
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, gpus: list[str] | None = None, scripts_per_gpu: int = 1) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.workers = workers
+        self.gpus = GpuPool(gpus or [], scripts_per_gpu)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlestar-script")
         self._lock = threading.Lock()
         self._jobs: dict[Future[ExecResult], threading.Event] = {}
@@ -70,12 +74,20 @@ class LocalExecutor:
         future.add_done_callback(self._forget)
         return future
 
-    @staticmethod
-    def _run(job: ScriptJob, stop: threading.Event) -> ExecResult:
+    def _run(self, job: ScriptJob, stop: threading.Event) -> ExecResult:
         # A job cancelled in the instant between being dequeued and starting never starts.
         if stop.is_set():
             return cancelled_result()
-        return run_script(job.workdir, job.limits, cancel=stop, hide=job.hide, extra_env=job.extra_env or None)
+        if not self.gpus:
+            env = {CUDA_VISIBLE: "", **job.extra_env}
+            return run_script(job.workdir, job.limits, cancel=stop, hide=job.hide, extra_env=env)
+        with self.gpus.lease(stop) as device:
+            if device is None:
+                return cancelled_result("cancelled while waiting for a GPU")
+            env = {**job.extra_env, CUDA_VISIBLE: device}
+            with GpuMemoryWatch(job.workdir) as memory:
+                result = run_script(job.workdir, job.limits, cancel=stop, hide=job.hide, extra_env=env)
+        return result.model_copy(update={"gpu": device, "peak_gpu_memory_mb": memory.peak_mb})
 
     def _forget(self, future: Future[ExecResult]) -> None:
         with self._lock:

@@ -358,7 +358,7 @@ class Engine:
             peak_memory_mb=result.peak_memory_mb,
             finished_at=time.time(),
             error=error[-4000:] if error else None,
-            info={**info, **ran_on(result)},
+            info={**info, **ran_on(result), **_gpu_info(result)},
         )
         for warning in [*result.warnings, *score_warnings(check, agent)]:
             self.publish(EventType.WARNING, warning, phase=phase, track=step.track, node_id=node.id)
@@ -534,3 +534,10 @@ def score_warnings(check: ScoreCheck | None, agent: Agent) -> list[str]:
     if check.source == PRINTED and agent != Agent.ABLATION and not check.problem.startswith("no "):
         return [f"score not verified: {check.problem}; the printed score is used"]
     return []
+
+
+def _gpu_info(result: ExecResult) -> dict[str, Any]:
+    """The device a script ran on and its peak GPU memory, for the node's record."""
+    if not result.gpu:
+        return {}
+    return {"gpu": result.gpu, "gpu_memory_mb": round(result.peak_gpu_memory_mb, 1)}

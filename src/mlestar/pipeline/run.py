@@ -33,7 +33,9 @@ from mlestar.errors import (
     InfrastructureError,
     MlestarError,
     TaskError,
+    UnsupportedTask,
 )
+from mlestar.exec.gpus import resolve_gpus
 from mlestar.exec.pool import Executor, LocalExecutor
 from mlestar.exec.workspace import build_input_dir, make_writable
 from mlestar.integrations import kaggle
@@ -52,7 +54,9 @@ from mlestar.task.sanity import readable_by_scripts
 from mlestar.task.views import input_view, private_paths
 
 EventListener = Callable[[Event], None]
-ML_PACKAGES = ("sklearn", "lightgbm", "xgboost", "catboost", "torch", "scipy", "pandas", "numpy")
+ML_PACKAGES = (
+    "sklearn", "lightgbm", "xgboost", "catboost", "torch", "torchvision", "timm", "scipy", "pandas", "numpy"
+)
 DEV_INPUT, FINAL_INPUT = Path("data") / "dev", Path("data") / "final"
 FOLDS_PATH = Path("data") / "folds.csv"
 
@@ -143,19 +147,20 @@ def brain_context(task: Task, settings: Settings, run_dir: Path, report: str) ->
     folds = pd.read_csv(run_dir / FOLDS_PATH)
     timeout = settings.script_timeout_s
     if settings.time_limit_s is not None:
-        timeout = min(timeout, settings.time_limit_s / 6)
-    hardware, gpus = machine_hardware(settings.resolved_threads())
+        # training on media files needs longer scripts: a quarter of the run rather than a sixth
+        timeout = min(timeout, settings.time_limit_s / (4 if task.media is not None else 6))
+    hardware, _names = machine_hardware(settings.resolved_threads())
     return BrainContext(
         task=task,
         data_report=report,
         hardware=hardware,
-        gpu=bool(gpus),
         seed=settings.seed,
         dev_max_rows=settings.dev_max_rows,
         n_dev_rows=int(folds["dev"].sum()),
         n_folds=int(folds["fold"].max()) + 1,
         script_timeout_s=timeout,
         threads=settings.resolved_threads(),
+        gpu=bool(resolve_gpus(settings.gpus)),
         available_packages=[name for name in ML_PACKAGES if importlib.util.find_spec(name) is not None],
     )
 
@@ -175,6 +180,8 @@ def create_run(
     data found by the split, Ctrl+C, a full disk) never leaves a half-made run behind.
     """
     task = load_task(competition, metric=metric, target=target, id_column=id_column)
+    if not settings.llm:
+        check_offline_scope(task)
     run_id = run_id or new_run_id(task.name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id):
         raise MlestarError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-'")
@@ -251,6 +258,18 @@ def _staging(runs_dir: Path, run_id: str) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def check_offline_scope(task: Task) -> None:
+    """Fail before anything is written when the offline expert cannot solve the task."""
+    from mlestar.brain.expert.scope import unsupported_reason
+
+    reason = unsupported_reason(task)
+    if reason is not None:
+        raise UnsupportedTask(
+            f"the offline expert cannot solve {task.name}: {reason}; "
+            "run it with an LLM (--llm PROVIDER:MODEL)"
+        )
+
+
 def make_brain(settings: Settings, store: RunStore | None = None, bus: EventBus | None = None) -> Brain:
     if settings.llm:
         from mlestar.brain.llm import build_llm_brain
@@ -267,7 +286,9 @@ def make_executor(settings: Settings) -> Executor:
         from mlestar.exec.ray_pool import RayExecutor
 
         return RayExecutor(settings.ray_address, shared_fs=settings.ray_shared_fs)
-    return LocalExecutor(settings.resolved_workers())
+    return LocalExecutor(
+        settings.resolved_workers(), gpus=resolve_gpus(settings.gpus), scripts_per_gpu=settings.scripts_per_gpu
+    )
 
 
 def make_searcher(settings: Settings, bus: EventBus) -> phases.Searcher | None:

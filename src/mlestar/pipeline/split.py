@@ -13,12 +13,16 @@ import pandas as pd
 
 from mlestar.core.task import Task, TaskType
 from mlestar.errors import TaskError
+from mlestar.task.media import class_folder_rows
 
 N_FOLDS = 5
 
 
 def _read_train_columns(task: Task, columns: list[str]) -> pd.DataFrame:
     path = task.data_path(task.train_file)
+    if task.media is not None and task.media.layout == "class_folders":
+        # the rows are the folder's files in sorted order, labelled by their folder
+        return class_folder_rows(path).rename(columns={"label": task.target})
     usecols = [c for c in dict.fromkeys(columns) if c]
     try:
         if path.suffix == ".parquet":

@@ -22,11 +22,28 @@ from typing import Any
 
 import pandas as pd
 
-from mlestar.core.task import ColumnProfile, DataFile, FileRole, Modality, TableProfile, Task, TaskType
+from mlestar.core.task import (
+    ColumnProfile,
+    DataFile,
+    FileRole,
+    MediaProfile,
+    Modality,
+    TableProfile,
+    Task,
+    TaskType,
+)
 from mlestar.errors import TaskError
 from mlestar.metrics import Metric, default_metric, get_metric
 from mlestar.task.description import find_metric
 from mlestar.task.keys import find_links
+from mlestar.task.media import (
+    IMAGE_EXTENSIONS,
+    FolderScan,
+    kind_of,
+    match_column,
+    profile_class_folders,
+    profile_table_media,
+)
 from mlestar.task.profile import (
     FULL_READ_BYTES,
     TableSample,
@@ -59,7 +76,6 @@ CONFIG_KEYS = (
     "answers",
 )
 DESCRIPTION_NAMES = ("description.md", "description.txt", "description.markdown", "readme.md", "readme.txt")
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".dcm"}
 TABLE_LIKE = {"csv", "tsv", "parquet", "json", "jsonl"}
 TARGET_NAMES = ("target", "label", "labels", "class", "y", "outcome", "response", "score", "price")
 MAX_CLASSES = 20  # integer targets with more distinct values than this are read as regression
@@ -82,6 +98,7 @@ class _DirInfo:
     image_share: float
     table_share: float
     class_dirs: list[str]
+    scan: FolderScan
 
 
 # --- layout and config ---------------------------------------------------------------------------
@@ -154,6 +171,7 @@ def _dir_info(path: Path) -> _DirInfo:
     files = 0
     images = tables = inspected = 0
     class_dirs: list[str] = []
+    scan = FolderScan()
     for current, dirnames, filenames in os.walk(path):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         if Path(current) == path:
@@ -167,13 +185,18 @@ def _dir_info(path: Path) -> _DirInfo:
                 suffix = Path(filename).suffix.lower()
                 images += suffix in IMAGE_EXTENSIONS
                 tables += table_format(Path(filename)) in TABLE_LIKE
+                kind = kind_of(filename)
+                if kind is not None:
+                    scan.kinds[kind] += 1
+                    scan.extensions[suffix] += 1
         if files >= DIR_SCAN_LIMIT:
             break
 
     def share(count: int) -> float:
         return count / inspected if inspected else 0.0
 
-    return _DirInfo(files, share(images), share(tables), class_dirs)
+    scan.files, scan.inspected, scan.class_dirs = files, inspected, class_dirs
+    return _DirInfo(files, share(images), share(tables), class_dirs, scan)
 
 
 def _config_path(layout: _Layout, config: dict[str, Any], key: str) -> Path | None:
@@ -443,6 +466,7 @@ class _Located:
     description_path: Path | None
     dir_infos: dict[Path, _DirInfo]
     image_dirs: list[Path]
+    media_dirs: list[Path]  # folders of audio, per-sample text or arrays
 
 
 @dataclass
@@ -498,9 +522,10 @@ def _locate(layout: _Layout, config: dict[str, Any]) -> _Located:
     )
     dir_infos = {p: _dir_info(p) for p in entries if p.is_dir()}
     image_dirs = [p for p, info in dir_infos.items() if info.files and info.image_share >= 0.8]
+    media_dirs = [p for p, info in dir_infos.items() if p not in image_dirs and info.scan.kind is not None]
     if train is None:
-        # image competitions may ship their training data only as a folder of images
-        train_dirs = [p for p in image_dirs if {"train", "training"} & set(_tokens(p.name))]
+        # media competitions may ship their training data only as a folder of files (class folders)
+        train_dirs = [p for p in image_dirs + media_dirs if {"train", "training"} & set(_tokens(p.name))]
         if not train_dirs:
             raise TaskError(
                 f"no train file in {layout.data_dir} "
@@ -508,7 +533,9 @@ def _locate(layout: _Layout, config: dict[str, Any]) -> _Located:
             )
         train = train_dirs[0]
     description, description_path = _description_text(layout, config)
-    return _Located(entries, train, test, sample, description, description_path, dir_infos, image_dirs)
+    return _Located(
+        entries, train, test, sample, description, description_path, dir_infos, image_dirs, media_dirs
+    )
 
 
 def _read_tables(found: _Located) -> _Tables:
@@ -674,6 +701,7 @@ def load_task(
         check_shared_features(_feature_lists(columns, train, excluded, None)[0], tables.test_columns or [],
                               found.test.name)  # fmt: skip
 
+    media = _media_profile(layout.data_dir, found, tables, id_col, targets, n_test=_test_rows(tables))
     files = _files(layout, found, tables, _JoinContext(tables, targets, columns))
     answers = _answers_file(layout, config)
     if answers is not None:
@@ -685,12 +713,12 @@ def load_task(
                 size_bytes=answers.stat().st_size,
             )
         )
-    # without a test table (images), the sample submission has one row per test item
-    test_rows = tables.test or tables.sample
-    n_test_rows = (test_rows.rows or 0) if test_rows is not None else 0
+    n_test_rows = _test_rows(tables)
     n_train_rows = (
         (tables.train.rows or 0) if tables.train is not None else found.dir_infos[found.train].files
     )
+    if media is not None and media.layout == "class_folders":
+        n_train_rows = media.n_train_files
 
     data_dir = layout.data_dir
     return Task(
@@ -706,7 +734,7 @@ def load_task(
         id_column=id_col,
         target_columns=targets,
         task_type=task_type,
-        modality=_modality(config, found, train, text_columns, features),
+        modality=_modality(config, found, train, text_columns, features, media),
         classes=classes,
         submission_columns=submission_columns,
         submission_kind=submission_kind,
@@ -721,7 +749,49 @@ def load_task(
         time_column=str(config["time_column"]) if config.get("time_column") else None,
         n_train_rows=n_train_rows,
         n_test_rows=n_test_rows,
+        media=media,
     )
+
+
+def _test_rows(tables: _Tables) -> int:
+    # without a test table (media), the sample submission has one row per test item
+    test_rows = tables.test or tables.sample
+    return (test_rows.rows or 0) if test_rows is not None else 0
+
+
+def _media_profile(
+    data_dir: Path, found: _Located, tables: _Tables, id_col: str | None, targets: list[str], n_test: int
+) -> MediaProfile | None:
+    """Where each row's file is and what the files are like, when the samples are files."""
+    scans = {path: found.dir_infos[path].scan for path in found.image_dirs + found.media_dirs}
+    test_frame = tables.test.frame if tables.test is not None else (
+        tables.sample.frame if tables.sample is not None else None
+    )
+    if tables.train is None:
+        info = found.dir_infos.get(found.train)
+        if info is None or len(info.class_dirs) < 2:
+            return None
+        test = None
+        if test_frame is not None:
+            others = {p: s for p, s in scans.items() if p != found.train}
+            test = _match_test(data_dir, test_frame, id_col, others)
+        return profile_class_folders(data_dir, found.train, info.scan, test, n_test)
+    train = tables.train.frame
+    keys = ([id_col] if id_col else []) + [
+        str(c) for c in train.columns
+        if str(c) != id_col and str(c) not in targets and not pd.api.types.is_numeric_dtype(train[c])
+    ]
+    return profile_table_media(
+        data_dir, scans, train, test_frame, keys, targets[0] if targets else None,
+        n_train=tables.train.rows or 0, n_test=n_test,
+    )
+
+
+def _match_test(
+    data_dir: Path, frame: pd.DataFrame, id_col: str | None, scans: dict[Path, FolderScan]
+) -> tuple[str, str] | None:
+    columns = ([id_col] if id_col else []) + [str(c) for c in frame.columns if str(c) != id_col]
+    return match_column(data_dir, frame, columns, scans)
 
 
 def _classes(
@@ -828,6 +898,8 @@ def _files(layout: _Layout, found: _Located, tables: _Tables, joins: _JoinContex
             )
         elif entry.is_dir():
             role = FileRole.IMAGE_DIR if entry in found.image_dirs else FileRole.AUXILIARY
+            if entry in found.media_dirs:
+                role = FileRole.MEDIA_DIR
             if entry == found.train:
                 role = FileRole.TRAIN
             elif entry == found.test:
@@ -859,6 +931,7 @@ def _modality(
     train: pd.DataFrame | None,
     text_columns: list[str],
     features: list[str],
+    media: MediaProfile | None = None,
 ) -> Modality:
     if config.get("modality"):
         try:
@@ -868,6 +941,10 @@ def _modality(
                 f"task.yaml modality '{config['modality']}' is not one of "
                 f"{', '.join(m.value for m in Modality)}"
             ) from None
+    if media is not None:
+        return {"image": Modality.IMAGE, "audio": Modality.AUDIO, "text": Modality.TEXT}.get(
+            media.kind, Modality.OTHER
+        )
     if found.image_dirs:
         return Modality.IMAGE
     if train is not None:

@@ -2,7 +2,9 @@
 paths it must not read even by following those links back to the data folder.
 
 Development scripts never see the test file or the sample submission (scores are only honest when
-the test set is unseen); no script ever sees the private answers.
+the test set is unseen); no script ever sees the private answers. For media competitions the folders
+holding only test files are hidden from development scripts like the test table; a folder holding
+train and test files together is linked file by file in development, the training files only.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import logging
 import os
 from pathlib import Path
 
+import pandas as pd
 from pydantic import BaseModel
 
 from mlestar.core.task import FileRole, Task
+from mlestar.task.profile import read_table
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,7 @@ _PUBLIC_ROLES = frozenset(
         FileRole.DESCRIPTION,
         FileRole.AUXILIARY,
         FileRole.IMAGE_DIR,
+        FileRole.MEDIA_DIR,
     }
 )
 # What a development script must not see: scores are only honest when the test set is unseen.
@@ -46,6 +51,9 @@ def input_view(task: Task, *, final: bool) -> InputView:
 def _public_files(task: Task, *, final: bool) -> list[str]:
     """Paths (relative to data_dir) the script may see, in a stable order, without duplicates."""
     hidden = {task.test_file, task.sample_submission_file} if not final else set()
+    if not final:
+        hidden |= set(_test_media_dirs(task))
+    shared = set(task.media.shared_dirs) if task.media is not None and not final else set()
     wanted: list[str] = [task.train_file]
     if final:
         wanted += [p for p in (task.test_file, task.sample_submission_file) if p]
@@ -53,6 +61,9 @@ def _public_files(task: Task, *, final: bool) -> list[str]:
         if data_file.role not in _PUBLIC_ROLES:
             continue
         if not final and data_file.role in _FINAL_ONLY_ROLES:
+            continue
+        if data_file.path in shared:
+            wanted += [p for p in train_media_files(task) if p.split("/", 1)[0] == data_file.path]
             continue
         wanted.append(data_file.path)
     seen: set[str] = set()
@@ -64,6 +75,21 @@ def _public_files(task: Task, *, final: bool) -> list[str]:
         seen.add(key)
         result.append(relative)
     return result
+
+
+def _test_media_dirs(task: Task) -> list[str]:
+    return list(task.media.test_dirs) if task.media is not None else []
+
+
+def train_media_files(task: Task) -> list[str]:
+    """The files (relative to data_dir) the rows of the train table name, in row order."""
+    media = task.media
+    if media is None or media.layout != "table" or not media.key_column or not media.train_pattern:
+        return []
+    frame = read_table(task.data_path(task.train_file), usecols=[media.key_column])
+    values = frame[media.key_column].dropna()
+    keys = [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values]
+    return list(pd.unique(pd.Series([media.train_pattern.format(id=k) for k in keys])))
 
 
 def _locate(task: Task, relative: str) -> tuple[Path, Path] | None:
@@ -109,6 +135,7 @@ def private_paths(task: Task, *, final: bool) -> list[Path]:
               for f in task.files if f.role == FileRole.ANSWERS]  # fmt: skip
     if not final:
         paths += [task.data_path(p) for p in (task.test_file, task.sample_submission_file) if p]
+        paths += [task.data_path(p) for p in _test_media_dirs(task)]
         paths += [task.data_path(f.path) for f in task.files if f.role in _FINAL_ONLY_ROLES]
     unique: dict[str, Path] = {}
     for path in paths:

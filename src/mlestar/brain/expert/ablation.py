@@ -17,7 +17,7 @@ from mlestar.brain.expert.blocks import block_order, changed_blocks
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import TaskFacts
 from mlestar.brain.expert.joins import join_columns, keys_text
-from mlestar.brain.expert.moves import FEATURE_GROUP_TEXT
+from mlestar.brain.expert.moves import AUDIO_GROUPS, FEATURE_GROUP_TEXT, IMAGE_GROUPS
 from mlestar.brain.expert.render import render_block
 from mlestar.brain.expert.sizing import estimated_script_s
 from mlestar.brain.expert.solution import learning_rate_key, model_spec, resize_models, spec_of
@@ -173,9 +173,54 @@ _HYPERPARAMETER_MOVES = ("lower_lr", "raise_lr", "more_capacity", "less_capacity
                          "toggle_chars", "seed_bagging", "patience")
 _FEATURE_MOVES = tuple(f"add_{group}" for group in FEATURE_GROUP_TEXT)
 
+def _without_group(group: str) -> Variant:
+    def variant(spec: SolutionSpec) -> SolutionSpec | None:
+        if spec.media is None or group not in spec.media.features or len(spec.media.features) < 2:
+            return None
+        new = spec.copy_deep()
+        assert new.media is not None
+        new.media.features = [g for g in new.media.features if g != group]
+        return new
+
+    return variant
+
+
+def _half_resolution(spec: SolutionSpec) -> SolutionSpec | None:
+    if spec.media is None or spec.facts.media is None or spec.facts.media.kind != "image":
+        return None
+    if spec.media.resolution // 2 < 8:
+        return None
+    new = spec.copy_deep()
+    assert new.media is not None
+    new.media.resolution = spec.media.resolution // 2
+    return new
+
+
+def _no_augmentation(spec: SolutionSpec) -> SolutionSpec | None:
+    if spec.media is None or spec.media.augment == 0 or not any(CARDS[m.card].family == "neural" for m in spec.models):
+        return None
+    new = spec.copy_deep()
+    assert new.media is not None
+    new.media.augment = 0.0
+    return new
+
+
+_MEDIA_GROUP_TEXT = {**IMAGE_GROUPS, **AUDIO_GROUPS}
+_MEDIA_COMPONENTS = tuple(
+    Component(f"{group}_features", "representation", f"without the {group.replace('_', ' ')} features",
+              _without_group(group), (f"add_{group}",))
+    for group in _MEDIA_GROUP_TEXT
+) + (
+    Component("resolution", "media_loading", "the images decoded at half the resolution", _half_resolution,
+              ("higher_resolution",)),
+    Component("augmentation", "media_loading", "no train-time augmentation", _no_augmentation,
+              ("stronger_augmentation",)),
+)
+
 # Every component a solution could be measured without, most informative first.
 COMPONENTS: dict[str, Component] = {c.id: c for c in (
     Component("blend", "model", "only the first model instead of the blend", _single_model, ("add_model",)),
+    *_MEDIA_COMPONENTS,
     Component("engineered_features", "feature_engineering", "without the engineered features", _no_features,
               _FEATURE_MOVES),
     Component("encoding", "categorical_encoding", "plain ordinal codes instead of {encoding}", _ordinal,
@@ -283,7 +328,7 @@ def write(script: ScoredScript, previous: list[AblationSummary]) -> Script:
     functions = [("baseline", "the solution as it is", "", False)]
     measured = {}
     for component, variant in chosen:
-        redeclared = changed_blocks(spec, variant)
+        redeclared = _redeclared(spec, variant)
         text = component.describe(spec)
         # The state names the blocks the variant's function re-declares, not the component's own block.
         measured[component.id] = {"block": "+".join(redeclared), "text": text}
@@ -318,6 +363,15 @@ def write(script: ScoredScript, previous: list[AblationSummary]) -> Script:
     }
     body = "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
     return Script(code=attach_state(body, state), label=f"ablation of {spec.label}", info={INFO_KEY: state})
+
+
+def _redeclared(spec: SolutionSpec, variant: SolutionSpec) -> list[str]:
+    """The blocks a variant's function re-declares: those it changes, and for a change of how media
+    are decoded everything downstream too (the representation and the models read its settings)."""
+    changed = changed_blocks(spec, variant)
+    if "media_loading" in changed:
+        changed = list(dict.fromkeys(changed + ["representation", "model"]))
+    return [name for name in block_order(spec) if name in changed]
 
 
 RUN_MARKER = "# ---- run:"

@@ -22,6 +22,7 @@ from mlestar.brain.expert.spec import (
     EncodingSpec,
     FeatureSpec,
     JoinSpec,
+    MediaSpec,
     ModelSpec,
     SolutionSpec,
     TrainingSpec,
@@ -29,6 +30,7 @@ from mlestar.brain.expert.spec import (
 from mlestar.brain.expert.templating import render_template
 from mlestar.brain.protocol import BlockNotFound, replace_block
 from mlestar.core.contract import find_blocks
+from mlestar.task.media import KIND_EXTENSIONS
 
 State = dict[str, Any]
 
@@ -129,6 +131,7 @@ def _model_values(spec: SolutionSpec) -> dict[str, Any]:
     families = {CARDS[m.card].family for m in spec.models}
     return {
         "imports": model_imports(spec.models),
+        "media": spec.media,
         "class_weight": spec.training.class_weight,
         "models": [model_source(m, spec.facts) for m in spec.models],
         "specs": spec.models,
@@ -147,9 +150,58 @@ def _write_validation(spec: SolutionSpec, state: State) -> None:
     spec.training = TrainingSpec.model_validate(dict(state, class_weight=spec.training.class_weight))
 
 
+# Media solutions: their loading (with augmentation) and representation are theirs to refine.
+_LOADING_KEYS = ("resolution", "clip_s", "augment")
+
+
+def _media(spec: SolutionSpec) -> MediaSpec:
+    return spec.media if spec.media is not None else MediaSpec()
+
+
+def _read_media_loading(spec: SolutionSpec) -> State:
+    return _media(spec).model_dump(mode="json", include=set(_LOADING_KEYS))
+
+
+def _read_representation(spec: SolutionSpec) -> State:
+    return _media(spec).model_dump(mode="json", exclude=set(_LOADING_KEYS))
+
+
+def _write_media(spec: SolutionSpec, state: State) -> None:
+    spec.media = MediaSpec.model_validate({**_media(spec).model_dump(mode="json"), **state})
+
+
+def needs_raw(spec: SolutionSpec) -> bool:
+    """Whether a model of the solution learns from the decoded files themselves (a neural network)."""
+    return any(CARDS[m.card].family == "neural" for m in spec.models)
+
+
+def _loading_values(spec: SolutionSpec) -> dict[str, Any]:
+    kind = spec.facts.media.kind if spec.facts.media else "image"
+    return {"r": _media(spec), "extensions": sorted(KIND_EXTENSIONS[kind])}
+
+
+def _representation_values(spec: SolutionSpec) -> dict[str, Any]:
+    return {"r": _media(spec), "raw": needs_raw(spec)}
+
+
+SETUP = Block("setup", "setup and metric", "setup.py.j2", False, _read_setup, _write_setup,
+              lambda spec: {"metric_code": metric_code(spec.facts)})
+MODEL = Block("model", "model and hyper-parameters", "model.py.j2", True, _read_model, _write_model, _model_values)
+VALIDATION = Block("validation", "training, validation and prediction", "validation.py.j2", True,
+                   _read_validation, _write_validation, lambda spec: {"t": spec.training})
+
+MEDIA_BLOCKS: tuple[Block, ...] = (
+    SETUP,
+    Block("media_loading", "media loading and augmentation", "media_loading.py.j2", True, _read_media_loading,
+          _write_media, _loading_values),
+    Block("representation", "media representation (features)", "representation.py.j2", True,
+          _read_representation, _write_media, _representation_values),
+    MODEL,
+    VALIDATION,
+)
+
 BLOCKS: tuple[Block, ...] = (
-    Block("setup", "setup and metric", "setup.py.j2", False, _read_setup, _write_setup,
-          lambda spec: {"metric_code": metric_code(spec.facts)}),
+    SETUP,
     Block("loading", "data loading", "loading.py.j2", False, _read_loading, _write_loading, lambda spec: {}),
     Block("cleaning", "cleaning", "cleaning.py.j2", True, _read_cleaning, _write_cleaning,
           lambda spec: {"c": spec.cleaning}),
@@ -157,14 +209,13 @@ BLOCKS: tuple[Block, ...] = (
           _write_features, lambda spec: {"fe": spec.features}),
     Block("categorical_encoding", "categorical encoding", "categorical_encoding.py.j2", True, _read_encoding,
           _write_encoding, lambda spec: {"e": spec.encoding}),
-    Block("model", "model and hyper-parameters", "model.py.j2", True, _read_model, _write_model, _model_values),
-    Block("validation", "training, validation and prediction", "validation.py.j2", True, _read_validation,
-          _write_validation, lambda spec: {"t": spec.training}),
+    MODEL,
+    VALIDATION,
 )
-_BY_NAME: dict[str, Block] = {b.name: b for b in BLOCKS}
-BLOCK_ORDER = tuple(b.name for b in BLOCKS)  # the fixed blocks; a solution with joins has more
-REFINABLE = tuple(b.name for b in BLOCKS if b.refinable)
-BLOCK_TITLES = {b.name: b.title for b in BLOCKS}
+_BY_NAME: dict[str, Block] = {b.name: b for b in BLOCKS + MEDIA_BLOCKS}
+BLOCK_ORDER = tuple(b.name for b in BLOCKS)  # a table solution's fixed blocks; one with joins has more
+REFINABLE = tuple(b.name for b in _BY_NAME.values() if b.refinable)
+BLOCK_TITLES = {b.name: b.title for b in _BY_NAME.values()}
 
 
 # --- join blocks: one per auxiliary table, after the loading block ----------------------------------
@@ -241,9 +292,15 @@ _JOINING_BLOCK = Block(JOINING, "join helpers", "joining.py.j2", False, lambda s
 
 
 def block_order(spec: SolutionSpec) -> list[str]:
-    """The blocks of ``spec``'s script, in order."""
+    """The blocks of ``spec``'s script, in order (media solutions have blocks of their own)."""
+    if spec.media is not None:
+        return [b.name for b in MEDIA_BLOCKS]
     joins = [JOINING] + [j.name for j in spec.joins] if spec.joins else []
     return list(BLOCK_ORDER[:_JOINS_AFTER]) + joins + list(BLOCK_ORDER[_JOINS_AFTER:])
+
+
+def blocks_of(spec: SolutionSpec) -> tuple[Block, ...]:
+    return tuple(block_for(name) for name in block_order(spec))
 
 
 def refinable_blocks(spec: SolutionSpec) -> list[str]:

@@ -9,11 +9,11 @@ template relies on, and its knobs (which of its parameters the moves, ablations 
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlestar.brain.expert.facts import TaskFacts
+from mlestar.brain.expert.facts import TaskFacts, package_available
+from mlestar.brain.expert.neural import USEFUL_EPOCHS, affordable_epochs
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class Card:
     # extra seconds per round per million rows x categorical columns (CatBoost's target statistics)
     cat_cost_per_mcell: float = 0.0
     uses_rounds: bool = True  # has boosting rounds / trees sized to the time budget
+    media_only: bool = False  # learns from decoded images or audio, not from table columns
 
 
 _SKLEARN_LINEAR = (
@@ -379,10 +380,43 @@ model = lgb.train({"objective": "binary", "learning_rate": 0.05, "num_leaves": 6
     cost_per_mcell=0.0004,
 )
 
+CNN = Card(
+    name="cnn",
+    title="Small convolutional network trained from scratch with augmentation (PyTorch)",
+    package="torch",
+    family="neural",
+    description=(
+        "Three conv-BN-ReLU stages with pooling and a linear head, trained with AdamW and a one-cycle "
+        "learning rate on the decoded images (or log-mel spectrograms of audio), with random flips, "
+        "shifts and masking; keeps the epoch with the lowest validation loss. Tune width, epochs, "
+        "learning rate, augmentation and resolution; a GPU makes it the strongest model here."
+    ),
+    example_code='''import torch
+from torch import nn
+
+net = nn.Sequential(
+    nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, n_classes))
+optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=5e-4)
+for epoch in range(epochs):
+    for xb, yb in batches(x_train, y_train, 64):  # xb: (N, C, H, W) float32
+        xb = torch.flip(xb, dims=[3]) if torch.rand(1) < 0.5 else xb
+        loss = nn.functional.cross_entropy(net(xb), yb)
+        optimizer.zero_grad(); loss.backward(); optimizer.step()
+''',
+    template="models/cnn.py.j2",
+    imports=("import time", "import torch", "from torch import nn"),
+    knobs=Knobs(learning_rate="lr", capacity=Step("width", 2.0, 8, 96)),
+    params={"lr": 0.003, "width": 16, "dropout": 0.2, "batch_size": 64, "weight_decay": 0.0005},
+    task_types=("binary", "multiclass", "regression"),
+    media_only=True,
+)
+
 CARDS: dict[str, Card] = {
     c.name: c
     for c in (LIGHTGBM, CATBOOST, XGBOOST, HIST_GB, RANDOM_FOREST, EXTRA_TREES, LINEAR, TFIDF_LOGREG, TFIDF_SGD,
-              TFIDF_LIGHTGBM)
+              TFIDF_LIGHTGBM, CNN)
 }
 
 # Words that identify a card in free text (a card name from web search, an import in an error).
@@ -396,15 +430,9 @@ CARD_KEYWORDS: dict[str, tuple[str, ...]] = {
     "tfidf_sgd": ("sgd",),
     "tfidf_lightgbm": ("tfidf_lightgbm",),
     "tfidf_logreg": ("tf-idf", "tfidf", "n-gram", "ngram"),
+    "cnn": ("cnn", "convolution", "resnet", "efficientnet", "torch", "neural", "spectrogram"),
     "linear": ("logistic", "ridge", "linear", "lasso", "elastic"),
 }
-
-
-def package_available(package: str, available: list[str]) -> bool:
-    """Whether a package can be imported by scripts: the context's list when given, else a lookup."""
-    if available:
-        return package in available or (package == "sklearn" and "scikit-learn" in available)
-    return importlib.util.find_spec(package) is not None
 
 
 def card_for_name(name: str) -> Card | None:
@@ -444,12 +472,30 @@ def _text_order(facts: TaskFacts) -> list[str]:
     return order + ["linear", "hist_gb"]
 
 
+def _media_order(facts: TaskFacts) -> list[str]:
+    """Boosting on summary features is the surest start on a CPU; with a GPU, or time for many
+    epochs, the network trained on the files themselves goes first; without time for enough epochs
+    it goes last (a network that saw the data a few times only wastes a candidate)."""
+    features = ["lightgbm", "extra_trees", "hist_gb", "linear", "xgboost"]
+    epochs = affordable_epochs(facts)
+    if facts.gpu or epochs >= 4 * USEFUL_EPOCHS:
+        return ["cnn"] + features
+    if epochs >= USEFUL_EPOCHS:
+        return features[:1] + ["cnn"] + features[1:]
+    return features + ["cnn"]
+
+
 def rank_cards(facts: TaskFacts, available: list[str]) -> list[Card]:
     """Applicable cards, best expected first, skipping those whose package cannot be imported."""
-    order = _text_order(facts) if facts.is_text else _tabular_order(facts)
+    if facts.media is not None:
+        order = _media_order(facts)
+    else:
+        order = _text_order(facts) if facts.is_text else _tabular_order(facts)
     ranked = []
     for name in order:
         card = CARDS[name]
+        if card.media_only and facts.media is None:
+            continue
         if facts.task_type not in card.task_types:
             continue
         if card.needs_text and not facts.text_cols:

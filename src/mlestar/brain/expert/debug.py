@@ -99,6 +99,21 @@ def _out_of_memory(spec: SolutionSpec, match: re.Match[str], ctx: BrainContext) 
     return new
 
 
+def _cuda_memory(spec: SolutionSpec, match: re.Match[str], ctx: BrainContext) -> SolutionSpec | None:
+    """The network does not fit the GPU: half the batch, half the width, and smaller images."""
+    neural = [m for m in spec.models if CARDS[m.card].family == "neural"]
+    if not neural:
+        return None
+    new = spec.copy_deep()
+    for m in new.models:
+        if CARDS[m.card].family == "neural":
+            m.params["batch_size"] = max(8, int(m.params.get("batch_size", 64)) // 2)
+            m.params["width"] = max(8, int(m.params.get("width", 16)) // 2)
+    if new.media is not None and new.media.resolution > 32:
+        new.media.resolution = max(32, int(new.media.resolution / 1.5))
+    return new
+
+
 def _timeout(spec: SolutionSpec, match: re.Match[str], ctx: BrainContext) -> SolutionSpec | None:
     new = _lighter(spec, 0.4)
     for m in new.models:
@@ -166,6 +181,8 @@ RULES: list[Rule] = [
          "a package is not installed: swap its models for installed ones"),
     Rule("timeout", re.compile(r"time limit|timed out|TimeoutExpired", re.IGNORECASE), _timeout,
          "too slow: fewer rounds, faster learning, no bagging", max_uses=3),
+    Rule("cuda_memory", re.compile(r"CUDA out of memory|CUBLAS_STATUS_ALLOC_FAILED|CUDA error: out of memory"),
+         _cuda_memory, "the network does not fit the GPU: smaller batches, a narrower network", max_uses=2),
     Rule("memory", re.compile(r"(?i:memory limit|MemoryError|bad_alloc|cannot allocate memory|out of memory)|^Killed",
                               re.MULTILINE), _out_of_memory,
          "out of memory: one model, fewer bins, fewer rows per model", max_uses=2),

@@ -6,6 +6,8 @@ gives the same facts and therefore the same scripts.
 
 from __future__ import annotations
 
+import importlib.util
+
 from pydantic import BaseModel, Field
 
 from mlestar.brain.protocol import BrainContext
@@ -16,6 +18,31 @@ from mlestar.core.task import FileRole, Task, TaskType
 SMALL_TABLE_ROWS = 3000
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".csv.gz", ".tsv.gz", ".csv.zip", ".json", ".jsonl")
+
+
+# Media sets up to this many development rows are scored out of fold, larger ones on fold 0 alone:
+# decoding and representing files costs more per row than a table does.
+SMALL_MEDIA_ROWS = 1000
+MAX_SAMPLE_RATE = 16000  # audio is resampled down to this rate: enough for speech and most sounds
+MEDIA_FEATURES_ESTIMATE = 450  # columns a default representation has, for sizing the models
+
+
+class MediaFacts(BaseModel):
+    """How a media script finds and decodes its files (from the task's media profile)."""
+
+    kind: str  # image | audio
+    layout: str  # table | class_folders
+    train_key: str  # train column whose value fills the pattern
+    train_pattern: str
+    test_key: str | None = None
+    test_pattern: str | None = None
+    train_dir: str | None = None
+    width: int = 0  # median image size of the sample
+    height: int = 0
+    channels: int = 3
+    sample_rate: int = MAX_SAMPLE_RATE
+    duration_s: float = 1.0  # median clip length
+    torch: bool = False  # PyTorch can be imported by scripts
 
 
 class TaskFacts(BaseModel):
@@ -52,6 +79,7 @@ class TaskFacts(BaseModel):
     threads: int = 1
     timeout_s: float = 600.0
     gpu: bool = False
+    media: MediaFacts | None = None
 
     @property
     def classification(self) -> bool:
@@ -83,6 +111,43 @@ def _metric_info(task: Task) -> tuple[str, bool, bool]:
 
 def is_table(path: str) -> bool:
     return path.lower().endswith(TABLE_SUFFIXES)
+
+
+def media_facts(ctx: BrainContext) -> MediaFacts | None:
+    """What scripts need of the media profile, for the kinds the expert handles (images, audio)."""
+    media = ctx.task.media
+    if media is None or media.kind not in ("image", "audio"):
+        return None
+    if media.layout == "class_folders":
+        train_key, train_pattern = "path", "{id}"
+    elif media.key_column and media.train_pattern:
+        train_key, train_pattern = media.key_column, media.train_pattern
+    else:
+        return None
+    grey = bool(media.modes) and all(mode in ("L", "1", "I", "I;16", "F") for mode in media.modes)
+    rates = sorted((int(rate) for rate in media.sample_rates), key=lambda r: -media.sample_rates[str(r)])
+    return MediaFacts(
+        kind=media.kind,
+        layout=media.layout,
+        train_key=train_key,
+        train_pattern=train_pattern,
+        test_key=media.key_column,
+        test_pattern=media.test_pattern,
+        train_dir=media.train_dir,
+        width=int(media.width.median) if media.width else 0,
+        height=int(media.height.median) if media.height else 0,
+        channels=1 if grey else 3,
+        sample_rate=min(rates[0], MAX_SAMPLE_RATE) if rates else MAX_SAMPLE_RATE,
+        duration_s=round(media.duration_s.median, 3) if media.duration_s else 1.0,
+        torch=package_available("torch", ctx.available_packages),
+    )
+
+
+def package_available(package: str, available: list[str]) -> bool:
+    """Whether a package can be imported by scripts: the context's list when given, else a lookup."""
+    if available:
+        return package in available or (package == "sklearn" and "scikit-learn" in available)
+    return importlib.util.find_spec(package) is not None
 
 
 def task_facts(ctx: BrainContext) -> TaskFacts:
@@ -125,8 +190,13 @@ def task_facts(ctx: BrainContext) -> TaskFacts:
     n_rows = ctx.n_dev_rows or min(task.n_train_rows or ctx.dev_max_rows, ctx.dev_max_rows)
     # Time-ordered folds stay a single hold-out: scoring earlier folds would train on the future.
     # The final script repeats the development scoring on every train row, so both must be small.
-    small = max(n_rows, task.n_train_rows or 0) <= SMALL_TABLE_ROWS and not task.time_column
+    media = media_facts(ctx)
+    small_rows = SMALL_MEDIA_ROWS if media is not None else SMALL_TABLE_ROWS
+    small = max(n_rows, task.n_train_rows or 0) <= small_rows and not task.time_column
     score_folds = list(range(max(2, ctx.n_folds))) if small else [0]
+    if media is not None:  # the files are the features: the train table's columns name them
+        features, text, cats, dates, numeric, drop = [], [], [], [], [], []
+        top_numeric, top_cats, high_card = [], [], []
     return TaskFacts(
         name=task.name,
         task_type=task_type,
@@ -153,10 +223,11 @@ def task_facts(ctx: BrainContext) -> TaskFacts:
         has_missing=any(profiles[c].missing_share > 0 for c in features if c in profiles),
         n_classes=len(task.classes) if task.task_type is TaskType.MULTICLASS else (2 if task_type == "binary" else 0),
         n_rows=max(1, n_rows),
-        n_features=max(1, len(features)),
+        n_features=MEDIA_FEATURES_ESTIMATE if media is not None else max(1, len(features)),
         score_folds=score_folds,
         seed=ctx.seed,
         threads=max(1, ctx.threads),
         timeout_s=ctx.script_timeout_s,
         gpu=ctx.gpu,
+        media=media,
     )

@@ -326,7 +326,9 @@ def analyse(code: str, facts: TaskFacts) -> list[Finding]:
     _Walker(analysis).visit(tree)
     for node in _feature_lists(tree, targets | id_values):
         analysis.findings.append(Finding("target", node, "the target or the id is listed as a feature"))
-    reads_train = "train" in code.lower()
+    # A media solution's features come from the decoded files alone (``represent``): no table column,
+    # target or id included, can become one.
+    reads_train = "train" in code.lower() and facts.media is None
     if reads_train and not _excluded(tree, targets, analysis.target_aliases):
         analysis.findings.append(Finding("target", _feature_statement(tree), "the target column is never removed from the features"))
     if id_values and reads_train and not _excluded(tree, id_values, analysis.id_aliases):

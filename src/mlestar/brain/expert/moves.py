@@ -412,6 +412,34 @@ def _join_edit(name: str, change: Callable[[JoinSpec], bool]) -> Apply:
         if join is None or not change(join):
             return None
         return new
+    return apply
+
+
+# --- media loading and representation --------------------------------------------------------------
+
+IMAGE_GROUPS = {
+    "gradients": "add histograms of gradient orientations on a grid (HOG-like shape features)",
+    "color_hist": "add per-channel intensity histograms and statistics",
+    "pixels": "add the pixels of a small thumbnail",
+    "texture": "add local-binary-pattern texture histograms",
+    "spatial_color": "add the mean colour of each cell of a 4 x 4 grid",
+}
+AUDIO_GROUPS = {
+    "mfcc": "add MFCC statistics (timbre)",
+    "deltas": "add statistics of the MFCC changes between frames",
+    "temporal": "add the loudness in time segments, zero crossings and onset counts",
+    "spectral": "add spectral centroid, spread, roll-off and flatness",
+    "logmel_stats": "add per-band statistics of the log-mel spectrogram",
+}
+MAX_RESOLUTION, MIN_RESOLUTION = 96, 16
+
+
+def _media_edit(change: Callable[[SolutionSpec], bool]) -> Apply:
+    def apply(spec: SolutionSpec) -> SolutionSpec | None:
+        if spec.media is None:
+            return None
+        new = spec.copy_deep()
+        return new if change(new) else None
 
     return apply
 
@@ -473,6 +501,102 @@ def join_moves(name: str) -> list[Move]:
     ]
 
 
+def _neural(spec: SolutionSpec) -> bool:
+    return any(CARDS[m.card].family == "neural" for m in spec.models)
+
+
+def _resolution(up: bool) -> Apply:
+    def change(spec: SolutionSpec) -> bool:
+        media, facts = spec.media, spec.facts.media
+        if media is None or facts is None or facts.kind != "image":
+            return False
+        native = max(facts.width, facts.height, MIN_RESOLUTION)
+        value = int(media.resolution * 1.5) if up else int(media.resolution / 1.5)
+        value = max(MIN_RESOLUTION, min(MAX_RESOLUTION, native, value))
+        if value == media.resolution or (up and not _affordable(spec, (value / media.resolution) ** 2)):
+            return False
+        media.resolution = value
+        return True
+
+    return _media_edit(change)
+
+
+def _augment(up: bool) -> Apply:
+    def change(spec: SolutionSpec) -> bool:
+        if spec.media is None or not _neural(spec):
+            return False
+        value = round(min(1.0, spec.media.augment + 0.25) if up else max(0.0, spec.media.augment - 0.25), 2)
+        if value == spec.media.augment:
+            return False
+        spec.media.augment = value
+        return True
+
+    return _media_edit(change)
+
+
+def _clip(up: bool) -> Apply:
+    def change(spec: SolutionSpec) -> bool:
+        media, facts = spec.media, spec.facts.media
+        if media is None or facts is None or facts.kind != "audio":
+            return False
+        value = round(min(facts.duration_s * 2, media.clip_s * 1.5) if up else max(0.25, media.clip_s / 1.5), 3)
+        if abs(value - media.clip_s) < 1e-3:
+            return False
+        media.clip_s = value
+        return True
+
+    return _media_edit(change)
+
+
+def _representation_group(group: str) -> Apply:
+    def change(spec: SolutionSpec) -> bool:
+        media, facts = spec.media, spec.facts.media
+        groups = IMAGE_GROUPS if facts is not None and facts.kind == "image" else AUDIO_GROUPS
+        if media is None or group not in groups or group in media.features:
+            return False
+        media.features.append(group)
+        return True
+
+    return _media_edit(change)
+
+
+def _drop_last_representation(spec: SolutionSpec) -> SolutionSpec | None:
+    def change(new: SolutionSpec) -> bool:
+        if new.media is None or len(new.media.features) < 2:
+            return False
+        new.media.features.pop()
+        return True
+
+    return _media_edit(change)(spec)
+
+
+def _media_detail(field: str, kind: str, values: tuple[int, ...]) -> Apply:
+    """The next value of a representation setting (gradient bins, thumbnail side, mel bands)."""
+    def change(spec: SolutionSpec) -> bool:
+        media, facts = spec.media, spec.facts.media
+        if media is None or facts is None or facts.kind != kind:
+            return False
+        current = getattr(media, field)
+        larger = [v for v in values if v > current]
+        if not larger:
+            return False
+        setattr(media, field, larger[0])
+        return True
+
+    return _media_edit(change)
+
+
+def _more_epochs(spec: SolutionSpec) -> SolutionSpec | None:
+    def change(m: ModelSpec) -> bool:
+        if CARDS[m.card].family != "neural" or m.max_rounds >= 200:
+            return False
+        m.max_rounds = min(200, m.max_rounds * 2)
+        m.params["fit_seconds"] = round(m.params.get("fit_seconds", 60.0) * 2, 1)
+        return True
+
+    return _edit_primary(spec, change) if _affordable(spec, 2.0) else None
+
+
 # --- the catalogue ---------------------------------------------------------------------------------
 
 CATALOGUE: dict[str, list[Move]] = {
@@ -496,6 +620,7 @@ CATALOGUE: dict[str, list[Move]] = {
         Move("swap_model", "model", "replace the main model with the next-best card", _swap_model),
         Move("min_leaf_down", "model", "allow fewer samples per leaf", _min_leaf(False), "min_leaf_up", True),
         Move("raise_lr", "model", "double the learning rate", _raise_lr, "lower_lr"),
+        Move("more_epochs", "model", "train the network for twice as many epochs", _more_epochs, None, True),
     ],
     "feature_engineering": [
         Move(f"add_{g}", "feature_engineering", text, _feature_group(g), "drop_last_group")
@@ -522,6 +647,30 @@ CATALOGUE: dict[str, list[Move]] = {
         Move("blend_mode", "validation", "switch between greedy blend weights and a plain mean", _blend_mean),
         Move("refit_more", "validation", "grow 40% more rounds in the final refit", _refit_scale(1.4), "refit_same"),
         Move("refit_same", "validation", "refit with exactly the validated number of rounds", _refit_scale(1.0), "refit_more"),
+    ],
+    "media_loading": [
+        Move("higher_resolution", "media_loading", "decode the images at 1.5 times the resolution",
+             _resolution(True), "lower_resolution", True),
+        Move("stronger_augmentation", "media_loading", "stronger train-time augmentation of the network",
+             _augment(True), "weaker_augmentation", True),
+        Move("longer_clips", "media_loading", "decode 1.5 times longer audio clips", _clip(True), "shorter_clips"),
+        Move("lower_resolution", "media_loading", "decode the images at two thirds of the resolution",
+             _resolution(False), "higher_resolution"),
+        Move("weaker_augmentation", "media_loading", "weaker train-time augmentation of the network",
+             _augment(False), "stronger_augmentation"),
+        Move("shorter_clips", "media_loading", "decode shorter audio clips (two thirds)", _clip(False), "longer_clips"),
+    ],
+    "representation": [
+        Move(f"add_{g}", "representation", text, _representation_group(g), "drop_last_representation")
+        for g, text in {**IMAGE_GROUPS, **AUDIO_GROUPS}.items()
+    ] + [
+        Move("finer_orientations", "representation", "more gradient-orientation bins (finer shape features)",
+             _media_detail("orientations", "image", (12, 18))),
+        Move("larger_thumbnail", "representation", "a larger thumbnail as pixel features",
+             _media_detail("pixels_side", "image", (12, 16))),
+        Move("more_mels", "representation", "more mel bands in the spectrogram", _media_detail("n_mels", "audio", (64, 96))),
+        Move("drop_last_representation", "representation", "remove the most recently added feature group",
+             _drop_last_representation),
     ],
     "cleaning": [
         Move("lowercase", "cleaning", "lower-case categorical text so case variants are one level", _lowercase),

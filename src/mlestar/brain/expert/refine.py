@@ -37,7 +37,8 @@ from mlestar.brain.protocol import (
 from mlestar.core.contract import block_name, find_blocks
 
 # Which refinable block to improve first when ablations do not tell them apart.
-_PRIORITY = ("model", "feature_engineering", "categorical_encoding", "validation", "cleaning")
+_PRIORITY = ("model", "representation", "media_loading", "feature_engineering", "categorical_encoding", "validation",
+             "cleaning")
 
 
 def _key(state: dict[str, Any]) -> str:

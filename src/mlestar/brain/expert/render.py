@@ -25,7 +25,7 @@ def docstring(spec: SolutionSpec) -> str:
     models = " + ".join(CARDS[m.card].title for m in spec.models)
     return (
         f'"""{f.name}: {models}.\n\n'
-        f"Task: {f.task_type} on {f.modality} data, target {', '.join(f.targets)}, metric {f.metric} "
+        f"Task: {f.task_type} on {f.media.kind + ' files' if f.media else f.modality + ' data'}, target {', '.join(f.targets)}, metric {f.metric} "
         f"({'lower' if f.lower_is_better else 'higher'} is better).\n"
         "Written by mlestar's expert policy. Data comes from ./input/; ./input/folds.csv fixes the split\n"
         "(fold 0 is the validation hold-out, dev == 1 the development subsample). The script prints one\n"

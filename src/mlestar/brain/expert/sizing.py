@@ -10,23 +10,29 @@ from __future__ import annotations
 
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import TaskFacts
+from mlestar.brain.expert.neural import TRAIN_SHARE, epoch_cost_s
 
-# Share of the timeout the models of one script may spend training (the rest: loading, features,
-# the final refit's extra rows, safety margin).
-TRAIN_SHARE = 0.3
 MIN_ROUNDS = 60
 MAX_ROUNDS = 5000
 FOREST_MAX_TREES = 800
 FOREST_MIN_TREES = 50
+MIN_EPOCHS, MAX_EPOCHS = 3, 60
+# Boosting on media features costs this many times a table's round: every column is dense and
+# informative (histograms fill completely), and decoding and representing the files comes on top.
+MEDIA_ROUND_FACTOR = 4.0
 
 
 def _round_cost_s(card_name: str, facts: TaskFacts) -> float:
     card = CARDS[card_name]
+    if card.family == "neural":
+        return epoch_cost_s(facts, int(card.params.get("width", 16)))
     cells = facts.n_rows * max(1, facts.n_features) / 1e6
     outputs = facts.n_classes if facts.task_type == "multiclass" else 1
     trees = max(1, outputs) * facts.n_heads
     cat_cells = facts.n_rows * len(facts.cat_cols) / 1e6
     per_round = (card.cost_per_mcell * cells + card.cat_cost_per_mcell * cat_cells) * trees / max(1, facts.threads)
+    if facts.media is not None:
+        per_round *= MEDIA_ROUND_FACTOR
     # Every round (tree) also pays a fixed overhead that no amount of threads removes.
     overhead = (5e-3 if card.family == "forest" else 1e-3) * trees
     return max(per_round, overhead)
@@ -39,6 +45,8 @@ def round_budget(card_name: str, facts: TaskFacts, share: float = 1.0, cap: int 
     rounds = int(seconds / _round_cost_s(card_name, facts))
     if card.family == "forest":
         rounds = max(FOREST_MIN_TREES, min(FOREST_MAX_TREES, rounds))
+    elif card.family == "neural":
+        rounds = max(MIN_EPOCHS, min(MAX_EPOCHS, rounds))
     else:
         rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, rounds))
     return min(rounds, cap) if cap else rounds

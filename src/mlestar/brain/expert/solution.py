@@ -9,12 +9,14 @@ from __future__ import annotations
 from mlestar.brain.expert.blocks import block_order, changed_blocks, insert_block, remove_block, swap_block
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import TaskFacts, task_facts
+from mlestar.brain.expert.neural import fit_seconds
 from mlestar.brain.expert.render import render_block, spec_state, to_script
 from mlestar.brain.expert.sizing import learning_rate_for, round_budget
 from mlestar.brain.expert.spec import (
     CleaningSpec,
     EncodingSpec,
     FeatureSpec,
+    MediaSpec,
     ModelSpec,
     SolutionSpec,
     TrainingSpec,
@@ -54,6 +56,13 @@ def model_spec(card_name: str, facts: TaskFacts, *, key: str | None = None, shar
     early = 100 if rounds >= 1000 else 50
     if cap:
         early = min(early, max(10, cap // 4))
+    if card.family == "neural":
+        params["fit_seconds"] = fit_seconds(facts, share)
+        early = max(3, rounds // 4)  # epochs without a better validation loss
+    elif facts.media is not None and card.knobs.bins is not None and card.knobs.bins in params:
+        # media features are dense summaries: 63 bins lose nothing and build histograms 4x faster
+        params[card.knobs.bins] = min(63, params[card.knobs.bins])
+        early = min(early, 30)
     return ModelSpec(key=key or card_name, card=card_name, params=params, max_rounds=rounds, early_stopping=early)
 
 
@@ -61,6 +70,17 @@ def learning_rate_key(m: ModelSpec) -> str | None:
     """The model's learning-rate parameter, when its card has one and the model sets it."""
     key = CARDS[m.card].knobs.learning_rate
     return key if key is not None and key in m.params else None
+
+
+def default_media(facts: TaskFacts) -> MediaSpec | None:
+    """A first representation: for images, gradients, colours and a thumbnail; for audio, the
+    timbre (MFCC), its changes, the shape in time and the spectrum."""
+    if facts.media is None:
+        return None
+    if facts.media.kind == "image":
+        return MediaSpec(features=["gradients", "color_hist", "pixels"])
+    clip = min(10.0, max(0.25, facts.media.duration_s))
+    return MediaSpec(clip_s=clip, features=["mfcc", "deltas", "temporal", "spectral"])
 
 
 def new_spec(ctx: BrainContext, card_name: str, cap: int | None = None) -> SolutionSpec:
@@ -75,6 +95,7 @@ def new_spec(ctx: BrainContext, card_name: str, cap: int | None = None) -> Solut
         encoding=EncodingSpec(),
         models=[model_spec(card_name, facts, cap=cap)],
         training=training,
+        media=default_media(facts),
     )
 
 
@@ -86,6 +107,8 @@ def resize_models(spec: SolutionSpec, cap: int | None = None) -> None:
         if not card.uses_rounds:
             continue
         budget = round_budget(m.card, spec.facts, share, cap)
+        if card.family == "neural":
+            m.params["fit_seconds"] = min(m.params.get("fit_seconds", 1e9), fit_seconds(spec.facts, share))
         if budget < m.max_rounds:
             m.max_rounds = budget
             lr_key = learning_rate_key(m)

@@ -111,6 +111,18 @@ class JoinSpec(BaseModel):
         return self.model_dump(mode="json")
 
 
+class MediaSpec(BaseModel):
+    """How a media solution decodes, augments and represents its files (images or audio)."""
+
+    resolution: int = 32  # images are decoded at resolution x resolution pixels
+    clip_s: float = 1.0  # audio: seconds of each clip decoded (cropped or padded)
+    augment: float = 0.5  # strength of train-time augmentation of neural models, 0 (none) to 1
+    features: list[str] = Field(default_factory=list)  # representation groups, in the order added
+    pixels_side: int = 8  # images: side of the thumbnail whose pixels are features
+    n_mels: int = 40  # audio: mel bands of the spectrogram
+    orientations: int = 9  # images: gradient-orientation bins
+
+
 class SolutionSpec(BaseModel):
     version: int = 1
     kind: Literal["solution"] = "solution"
@@ -121,6 +133,7 @@ class SolutionSpec(BaseModel):
     models: list[ModelSpec]
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     joins: list[JoinSpec] = Field(default_factory=list)  # auxiliary tables joined, one block each
+    media: MediaSpec | None = None  # set for image and audio solutions
     budget_scale: float = 1.0  # < 1 when several pipelines share one script's time
     history: list[str] = Field(default_factory=list)  # moves and fixes applied, for humans and for the debugger
 

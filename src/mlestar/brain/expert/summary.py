@@ -18,10 +18,14 @@ def summarize(ctx: BrainContext) -> str:
     f = task_facts(ctx)
     task = ctx.task
     kind = _TYPE_WORDS.get(f.task_type, f.task_type)
-    parts = [
-        f"{kind.capitalize()} on {f.modality} data: predict {', '.join(f.targets)} "
-        f"({task.n_train_rows or f.n_rows} training rows, {len(f.feature_cols) or f.n_features} features"
-    ]
+    if f.media is not None:
+        parts = [f"{kind.capitalize()} of {f.media.kind} files: predict {', '.join(f.targets)} "
+                 f"({task.n_train_rows or f.n_rows} training files"]
+    else:
+        parts = [
+            f"{kind.capitalize()} on {f.modality} data: predict {', '.join(f.targets)} "
+            f"({task.n_train_rows or f.n_rows} training rows, {len(f.feature_cols) or f.n_features} features"
+        ]
     mix = []
     if f.numeric_cols:
         mix.append(f"{len(f.numeric_cols)} numeric")

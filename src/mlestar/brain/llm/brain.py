@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _DESCRIPTION_LIMIT = 6000
+DEEP_PACKAGES = ("torch", "torchvision", "timm")  # named in media prompts: which of them scripts may import
 _DATA_REPORT_LIMIT = 8000
 _OUTPUT_LIMIT = 6000
 _ERROR_LIMIT = 4000
@@ -129,7 +130,10 @@ class LLMBrain:
     # -- plumbing ------------------------------------------------------------------------------
     def _vars(self, ctx: BrainContext, mode: str = "dev", **extra: Any) -> dict[str, Any]:
         task = ctx.task
-        aux = [f.path for f in task.files if f.role in (FileRole.AUXILIARY, FileRole.IMAGE_DIR)]
+        other_roles = (FileRole.AUXILIARY, FileRole.IMAGE_DIR, FileRole.MEDIA_DIR)
+        # folders of test files are hidden from development scripts: not theirs to read
+        unseen = set(task.media.test_dirs) if task.media is not None and mode == "dev" else set()
+        aux = [f.path for f in task.files if f.role in other_roles and f.path not in unseen]
         values: dict[str, Any] = {
             "mode": mode,
             # what the contract's last rule asks for; block and review prompts override it
@@ -160,6 +164,8 @@ class LLMBrain:
             "code_wall_s": None,
             "base_wall_s": None,
             "addition_wall_s": None,
+            "media_kind": task.media.kind if task.media is not None else "",
+            "deep_packages": [p for p in DEEP_PACKAGES if p in ctx.available_packages],
         }
         values.update(extra)
         return values
