@@ -31,7 +31,7 @@ from mlestar.exec.models import ExecLimits, ExecResult, ScriptJob
 from mlestar.exec.pool import Executor
 from mlestar.exec.workspace import prepare_script_dir
 from mlestar.metrics import get_metric
-from mlestar.pipeline.budget import Budget
+from mlestar.pipeline.budget import Budget, ScriptKind
 from mlestar.settings import Settings
 from mlestar.store import Control, NodeRecord, NodeStatus, RunStatus, RunStore
 
@@ -71,6 +71,9 @@ class Engine:
         self.metric = get_metric(task.metric)
         self.stop_requested = threading.Event()
         self._best_lock = threading.Lock()
+        # Set by the run when a target score is given: True once the goal is reached (it may run
+        # the best solution's evaluation seeds to find out).
+        self.goal_reached: Callable[[Phase], bool] = lambda phase: False
 
     # -- events and control ----------------------------------------------------------------
     def publish(self, type_: EventType, message: str = "", **fields: Any) -> Event:
@@ -139,11 +142,64 @@ class Engine:
         self.store.memo_put(key, {"value": value})
         return value
 
-    def fits(self, step: Step, n_scripts: float = 1.0) -> bool:
-        """Whether a step of about ``n_scripts`` scripts may start in its phase (a replayed decision)."""
-        return self.decide(
-            step, "start", lambda: self.budget.can_start(step.phase.value, n_scripts=n_scripts)
-        )
+    def fits(
+        self,
+        step: Step,
+        n_scripts: float = 1.0,
+        *,
+        kind: ScriptKind = "dev",
+        first: bool = False,
+        cost_s: float | None = None,
+    ) -> bool:
+        """Whether a step of about ``n_scripts`` scripts of ``kind`` (or ``cost_s`` seconds) may start
+        in its phase (a replayed decision); never once the run's target score is reached. A phase's
+        ``first`` step may use time the phase would otherwise leave to later ones
+        (see ``Budget.phase_deadline``)."""
+
+        def take() -> bool:
+            if self.goal_reached(step.phase):
+                return False
+            phase = step.phase.value
+            return self.budget.can_start(phase, n_scripts=n_scripts, kind=kind, first=first, cost_s=cost_s)
+
+        return self.decide(step, "start", take)
+
+    def fits_count(
+        self, step: Step, name: str, wanted: int, cost_s: Callable[[int], float], *, first: bool = False
+    ) -> int:
+        """The most of ``wanted`` units (inner steps, seeds ...) a step may take so that its cost
+        ``cost_s(n)`` fits its phase's deadline; 0 when not even one does or the goal is reached.
+        A replayed decision, like ``fits``."""
+        phase = step.phase.value
+
+        def fits(n: int) -> bool:
+            if self.goal_reached(step.phase):
+                return False
+            return self.budget.can_start(phase, cost_s=cost_s(n), first=first)
+
+        return self.decide_count(step, name, wanted, fits)
+
+    def decide_count(self, step: Step, name: str, wanted: int, fits: Callable[[int], bool]) -> int:
+        """The largest count from ``wanted`` down to 1 that ``fits`` (0 if none), chosen once at the
+        frontier and replayed from the store ever after, like ``decide``."""
+        key = step.decision_key(name)
+        stored = self.store.memo_get(key)
+        if stored is not None:
+            return int(stored["value"])
+        value = next((n for n in range(wanted, 0, -1) if fits(n)), 0)
+        self.store.memo_put(key, {"value": value})
+        return value
+
+    def merge_meta(self, name: str, key: str, value: Any) -> None:
+        """Set ``key`` in the run's ``name`` mapping (meta), safely from any thread."""
+        with self._best_lock:
+            mapping = dict(self.store.get_meta(name) or {})
+            mapping[key] = value
+            self.store.set_meta(name, mapping)
+
+    def record_ending(self, loop: str, reason: str) -> None:
+        """Why a loop (``phase2/t0``, ``phase3``, ...) stopped where it did, for the summary."""
+        self.merge_meta("loop_endings", loop, reason)
 
     # -- scores ----------------------------------------------------------------------------
     def better(self, a: float | None, b: float | None) -> bool:
@@ -175,6 +231,9 @@ class Engine:
         with self._best_lock:
             current = self.store.get_meta("best") or {}
             if self.better(scored.score, current.get("score")):
+                node = self.store.get_node(scored.node_id) if scored.node_id else None
+                if node is not None and node.wall_s:
+                    self.budget.note_best(node.wall_s)
                 self.store.set_meta(
                     "best",
                     {
@@ -220,8 +279,14 @@ class Engine:
         final: bool = False,
         validator: Validator | None = None,
         extra_info: dict[str, Any] | None = None,
+        kind: ScriptKind | None = None,
+        env: dict[str, str] | None = None,
+        evaluation: bool = False,
     ) -> ScoredScript:
-        """Run one script once (its node is keyed by the step and the script); no debugging."""
+        """Run one script once (its node is keyed by the step and the script); no debugging.
+
+        ``env`` is extra environment for the script (an evaluation seed); ``evaluation`` runs of the
+        final phase may use the reserve the clock keeps for them."""
         key = step.key("run", {"code": script.code, "final": final})
         node = self.store.node_by_key(key)
         if node is not None and node.status in (NodeStatus.DONE, NodeStatus.FAILED):
@@ -261,12 +326,14 @@ class Engine:
             data={"agent": agent.value, "label": script.label, "step_key": key, "final": final},
         )
         limits = ExecLimits(
-            timeout_s=self.budget.script_timeout(self.settings.script_timeout_s, final=final),
+            timeout_s=self.budget.script_timeout(
+                self.settings.script_timeout_s, final=final, evaluation=evaluation
+            ),
             memory_mb=self.settings.resolved_memory_mb(),
             threads=self.settings.resolved_threads(),
             network=self.settings.network,
         )
-        job = ScriptJob(workdir=script_dir, limits=limits, hide=self._hidden(final))
+        job = ScriptJob(workdir=script_dir, limits=limits, hide=self._hidden(final), extra_env=env or {})
         try:
             result: ExecResult = self.executor.submit(job).result()
         except CancelledError:
@@ -281,7 +348,7 @@ class Engine:
         if error is None and not final and result.score is None:
             error = result.error_text() or "no score"
         ok = error is None
-        self.budget.record_script(result.wall_s)
+        self._record_cost(result.wall_s, final, ok, parents or [], kind or _kind_of(agent))
         node = self.store.update_node(
             node.id,
             status=NodeStatus.DONE if ok else NodeStatus.FAILED,
@@ -318,6 +385,14 @@ class Engine:
             error=node.error,
             stdout_tail=result.stdout[-4000:],
         )
+
+    def _record_cost(self, wall_s: float, final: bool, ok: bool, parents: list[int], kind: ScriptKind) -> None:
+        """Teach the clock what scripts cost; a final script also how much its solution's dev run took."""
+        self.budget.record_script(wall_s, "final" if final else kind)
+        if final and ok and parents:
+            source = self.store.get_node(parents[0])
+            if source is not None and source.wall_s and not source.info.get("final"):
+                self.budget.record_final(wall_s, source.wall_s)
 
     def _hidden(self, final: bool) -> list[Path]:
         """Paths a script must not read even by following its input symlinks back to the data."""
@@ -372,6 +447,7 @@ class Engine:
                 final=final,
                 validator=validator,
                 extra_info=extra_info,
+                kind=_kind_of(agent),
             )
         if result.error is not None:
             self.publish(
@@ -397,5 +473,16 @@ class Engine:
         self.store.set_meta("phase", phase.value)
         self.publish(EventType.PHASE_STARTED, message or phase.value, phase=phase.value)
 
-    def phase_finished(self, phase: Phase, message: str = "", **data: Any) -> None:
-        self.publish(EventType.PHASE_FINISHED, message or f"{phase.value} done", phase=phase.value, data=data)
+    def phase_finished(self, phase: Phase, message: str = "", data: dict[str, Any] | None = None) -> None:
+        self.publish(
+            EventType.PHASE_FINISHED, message or f"{phase.value} done", phase=phase.value, data=data or {}
+        )
+
+
+def _kind_of(agent: Agent) -> ScriptKind:
+    """What a script of ``agent`` costs like, for the clock."""
+    if agent == Agent.ABLATION:
+        return "ablation"
+    if agent == Agent.ENSEMBLE:
+        return "ensemble"
+    return "dev"

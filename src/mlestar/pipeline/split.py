@@ -18,7 +18,7 @@ from mlestar.errors import TaskError
 N_FOLDS = 5
 
 
-def _read_train_columns(task: Task, columns: list[str]) -> pd.DataFrame:
+def read_train_columns(task: Task, columns: list[str]) -> pd.DataFrame:
     path = task.data_path(task.train_file)
     usecols = [c for c in dict.fromkeys(columns) if c]
     try:
@@ -70,7 +70,7 @@ def make_folds(task: Task, *, seed: int, n_folds: int = N_FOLDS, dev_max_rows: i
     for column in (task.group_column, task.time_column):
         if column:
             wanted.append(column)
-    frame = _read_train_columns(task, wanted)
+    frame = read_train_columns(task, wanted)
     n = len(frame)
     if n < n_folds * 2:
         raise TaskError(f"the train file has only {n} rows; at least {n_folds * 2} are needed")
