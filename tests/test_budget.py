@@ -15,7 +15,9 @@ from mlestar.pipeline.budget import (
     script_allowance,
 )
 
-PAPER = LoopPlan(num_models=4, outer_steps=4, inner_steps=4, ensemble_rounds=5, tracks=2, workers=2, final_seeds=3)
+PAPER = LoopPlan(
+    num_models=4, outer_steps=4, inner_steps=4, ensemble_rounds=5, tracks=2, workers=2, final_seeds=3
+)
 
 
 def budget_at(

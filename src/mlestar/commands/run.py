@@ -98,13 +98,15 @@ def _print_result(result: Any) -> None:
     evaluation = result.final_evaluation
     if evaluation and evaluation.get("ci95"):
         low, high = evaluation["ci95"]
-        whose = "the submitted solution" if evaluation.get("submitted") else f"solution #{evaluation['node_id']}"
+        whose = f"solution #{evaluation['node_id']}" + (" (submitted)" if evaluation.get("submitted") else "")
+        spread = f"{evaluation['mean']:.6g} ± {evaluation['std']:.2g}"
         console.print(
-            f"final evaluation of {whose}: {result.metric} {evaluation['mean']:.6g} ± {evaluation['std']:.2g} "
-            f"over {evaluation['seeds']} seeds, 95% interval [{low:.6g}, {high:.6g}]"
+            f"final evaluation of {whose}: {result.metric} {spread} over {evaluation['seeds']} seeds, "
+            f"95% interval [{low:.6g}, {high:.6g}]"
         )
     elif evaluation:
-        console.print(f"final evaluation: one score only ({evaluation.get('note') or 'no seed run finished'})")
+        why = evaluation.get("note") or "no seed run finished"
+        console.print(f"final evaluation: one score only ({why})")
     goal = result.goal
     if goal:
         verdict = f"reached after {goal['at_s']:.0f}s" if goal.get("reached") else "not reached"

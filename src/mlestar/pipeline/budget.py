@@ -172,12 +172,15 @@ class Budget:
         """One outer refinement step of one track: an ablation and ``inner_steps`` refinements."""
         return self.typical_script_s("ablation") + max(1, inner_steps) * self.typical_script_s()
 
+    def track_step_s(self, inner_steps: int) -> float:
+        """Wall time of one outer step while every track takes one: tracks share the workers."""
+        return self.plan.waves(self.plan.tracks) * self.outer_step_s(inner_steps)
+
     def need_s(self, phase: str) -> tuple[float, float]:
         """(one step, the whole paper loop) of ``phase`` in seconds, all tracks together."""
         plan = self.plan
         if phase == "phase2" and plan.outer_steps > 0:
-            waves = plan.waves(plan.tracks)
-            return waves * self.outer_step_s(1), waves * plan.outer_steps * self.outer_step_s(plan.inner_steps)
+            return self.track_step_s(1), plan.outer_steps * self.track_step_s(plan.inner_steps)
         if phase == "phase3" and plan.ensemble_rounds > 0 and plan.tracks > 1:
             one = self.typical_script_s("ensemble")
             return one, plan.ensemble_rounds * one

@@ -386,7 +386,9 @@ class Engine:
             stdout_tail=result.stdout[-4000:],
         )
 
-    def _record_cost(self, wall_s: float, final: bool, ok: bool, parents: list[int], kind: ScriptKind) -> None:
+    def _record_cost(
+        self, wall_s: float, final: bool, ok: bool, parents: list[int], kind: ScriptKind
+    ) -> None:
         """Teach the clock what scripts cost; a final script also how much its solution's dev run took."""
         self.budget.record_script(wall_s, "final" if final else kind)
         if final and ok and parents:

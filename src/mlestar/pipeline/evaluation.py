@@ -18,6 +18,7 @@ import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -147,27 +148,35 @@ def seeds_that_fit(engine: Engine, step: Step) -> int:
     return engine.decide_count(step, "seeds", wanted, fits)
 
 
-def pick_final(engine: Engine, candidates: list[ScoredScript]) -> tuple[list[ScoredScript], Evaluation | None]:
+@dataclass
+class FinalPick:
+    ordered: list[ScoredScript]  # the order the submission tries the candidates in
+    evaluation: Evaluation | None  # the first one's, when any seed could run
+    by_mean: bool = False  # the first one won on its seed mean against a better single score
+
+
+def pick_final(engine: Engine, candidates: list[ScoredScript]) -> FinalPick:
     """The candidates in the order the submission should try them, and the pick's evaluation.
 
     The best candidate is evaluated with the seeds that fit; the runner-up too when its score lies
     inside the best one's interval and time allows; the better mean goes first."""
     ranked = engine.ranked(_distinct(candidates))
     if not ranked:
-        return [], None
+        return FinalPick([], None)
     step = Step(Phase.SUBMIT, None, ("pick",))
     seeds = seeds_that_fit(engine, step)
     if seeds == 0:
-        return ranked, None
+        return FinalPick(ranked, None)
     first = evaluate(engine, ranked[0], seeds, Phase.SUBMIT)
     if len(ranked) < 2 or first.ci95 is None or first.mean is None:
-        return ranked, first
+        return FinalPick(ranked, first)
     runner_up = ranked[1]
     # A runner-up scoring worse than the whole interval of the best is not in the race.
     close = runner_up.score is not None and not engine.better(worse_end(engine, first.ci95), runner_up.score)
     budget = engine.budget
-    if not close or not engine.decide(step, "runner-up", lambda: budget.fits_after(budget.evaluation_s(seeds))):
-        return ranked, first
+    room = engine.decide(step, "runner-up", lambda: close and budget.fits_after(budget.evaluation_s(seeds)))
+    if not close or not room:
+        return FinalPick(ranked, first)
     second = evaluate(engine, runner_up, seeds, Phase.SUBMIT)
     if second.mean is not None and engine.better(second.mean, first.mean):
         engine.note(
@@ -179,8 +188,8 @@ def pick_final(engine: Engine, candidates: list[ScoredScript]) -> tuple[list[Sco
             node_id=second.node_id,
             data={"kind": "final_pick", "verdict": "runner-up", "kept": True, "reason": "better seed mean"},
         )
-        return [runner_up, ranked[0], *ranked[2:]], second
-    return ranked, first
+        return FinalPick([runner_up, ranked[0], *ranked[2:]], second, by_mean=True)
+    return FinalPick(ranked, first)
 
 
 def _distinct(solutions: list[ScoredScript]) -> list[ScoredScript]:
@@ -246,8 +255,8 @@ class GoalWatch:
             where = f"[{ci[0]:.6g}, {ci[1]:.6g}]" if ci else "no interval"
             engine.publish(
                 EventType.CHECK,
-                f"target {self.target:g}: {'reached' if reached else 'not yet'}; solution #{evaluation.node_id} "
-                f"95% interval {where} over {evaluation.n} seeds",
+                f"target {self.target:g}: {'reached' if reached else 'not yet'}; "
+                f"solution #{evaluation.node_id} 95% interval {where} over {evaluation.n} seeds",
                 node_id=evaluation.node_id,
                 data={"kind": "goal", "verdict": "reached" if reached else "not yet", "kept": reached,
                       "reason": f"interval {where} against target {self.target:g}"},

@@ -303,12 +303,14 @@ def refine_track(engine: Engine, track: Track, pass_: int = 0) -> ScoredScript:
         place = (f"o{n}",) if n < paper else ((f"x{n - paper}",) if pass_ == 0 else (f"e{pass_}", f"x{n}"))
         step = Step(Phase.REFINE, track.index, place)
         # One outer step costs an ablation run plus its inner runs: as many of those as fit.
-        inner = engine.fits_count(
-            step, "inner", max(1, settings.inner_steps), engine.budget.outer_step_s, first=track.outer_done == 0
-        )
+        first = track.outer_done == 0
+        wanted = max(1, settings.inner_steps)
+        inner = engine.fits_count(step, "inner", wanted, engine.budget.track_step_s, first=first)
         if inner == 0:
             reason = "stopped to keep time for what follows"
-            engine.note(step.path, EventType.BUDGET, f"phase 2 {reason}", phase=Phase.REFINE.value, track=track.index)
+            engine.note(
+                step.path, EventType.BUDGET, f"phase 2 {reason}", phase=Phase.REFINE.value, track=track.index
+            )
             break
         before = track.best
         outer_step(engine, track, step, inner, label=place[-1])
@@ -325,6 +327,7 @@ def outer_step(engine: Engine, track: Track, step: Step, inner_steps: int, label
     ctx = engine.context_for(track.index)
     base = track.best
     first = track.outer_done == 0
+    wave = engine.budget.plan.waves(engine.budget.plan.tracks)
     ablation_step = step.at("ablation")
     ablation = engine.ask(
         ablation_step,
@@ -390,7 +393,8 @@ def outer_step(engine: Engine, track: Track, step: Step, inner_steps: int, label
         plan = None  # the extractor's first idea was tried on this base before: ask for the next one
     for inner in range(inner_steps):
         inner_step = step.at(f"i{inner}")
-        if inner > 0 and not engine.fits(inner_step, first=first):
+        # The tracks share the workers: a refinement takes a wave of scripts of wall time.
+        if inner > 0 and not engine.fits(inner_step, n_scripts=wave, first=first):
             break
         if inner > 0 or plan is None:
             plan = engine.ask(
@@ -549,19 +553,21 @@ def extension_passes(
     while True:
         pass_ += 1
         gate = Step(Phase.REFINE, None, (f"e{pass_}",))
-        if not engine.fits(gate, cost_s=budget.plan.waves(len(tracks)) * budget.outer_step_s(1)):
+        if not engine.fits(gate, cost_s=budget.track_step_s(1)):
             engine.record_ending("extension", f"no time for pass {pass_}")
             return ensembled
         engine.phase_started(Phase.REFINE, f"extension pass {pass_}: more refinement")
         before = [t.best for t in tracks]
         with ThreadPoolExecutor(max_workers=len(tracks)) as pool:
-            list(pool.map(lambda track: refine_track(engine, track, pass_), tracks))
+            list(pool.map(refine_track, [engine] * len(tracks), tracks, [pass_] * len(tracks)))
         engine.phase_finished(Phase.REFINE, data={"pass": pass_, "tracks": [t.best.score for t in tracks]})
         improved = any(engine.better(t.best.score, b.score) for t, b in zip(tracks, before, strict=True))
         if improved:
             engine.phase_started(Phase.ENSEMBLE, f"extension pass {pass_}: ensembling the new winners")
             result = ensemble(engine, [t.best for t in tracks], pass_)
-            engine.phase_finished(Phase.ENSEMBLE, data={"pass": pass_, "best": result.score if result else None})
+            engine.phase_finished(
+                Phase.ENSEMBLE, data={"pass": pass_, "best": result.score if result else None}
+            )
             if result is not None and (ensembled is None or engine.better(result.score, ensembled.score)):
                 ensembled = result
         else:
@@ -664,12 +670,15 @@ def publish_if_better(engine: Engine, step: Step, candidates: list[ScoredScript]
     publish_first_better(engine, step, engine.ranked(candidates))
 
 
-def publish_first_better(engine: Engine, step: Step, ordered: list[ScoredScript]) -> None:
+def publish_first_better(
+    engine: Engine, step: Step, ordered: list[ScoredScript], *, trusted: ScoredScript | None = None
+) -> None:
     """Write the submission from the first of ``ordered`` whose final script works, skipping those
-    not better than the current submission."""
+    not better than the current submission (``trusted`` is never skipped: it won on evidence
+    stronger than one score)."""
     current = (engine.store.get_meta("submission") or {}).get("dev_score")
     for index, candidate in enumerate(ordered):
-        if current is not None and not engine.better(candidate.score, current):
+        if candidate is not trusted and current is not None and not engine.better(candidate.score, current):
             continue
         if write_submission(engine, step.at(f"c{index}"), candidate) is not None:
             return

@@ -12,7 +12,6 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -339,11 +338,13 @@ def _all_phases(engine: Engine, *, searcher: phases.Searcher | None) -> None:
     ensembled = phases.extension_passes(engine, tracks, ensembled)
     engine.phase_started(Phase.SUBMIT, "final submission")
     candidates: list[ScoredScript] = [*(t.best for t in tracks), *([ensembled] if ensembled else [])]
-    ordered, chosen = evaluation.pick_final(engine, candidates)
+    pick = evaluation.pick_final(engine, candidates)
+    chosen = pick.evaluation.model_dump(mode="json") if pick.evaluation else None
     if chosen is not None:
-        engine.store.set_meta("final_evaluation", chosen.model_dump(mode="json"))
-    phases.publish_first_better(engine, Step(Phase.SUBMIT, None, ("submit",)), ordered)
-    engine.phase_finished(Phase.SUBMIT, data={"final_evaluation": chosen.model_dump() if chosen else None})
+        engine.store.set_meta("final_evaluation", chosen)
+    trusted = pick.ordered[0] if pick.by_mean else None
+    phases.publish_first_better(engine, Step(Phase.SUBMIT, None, ("submit",)), pick.ordered, trusted=trusted)
+    engine.phase_finished(Phase.SUBMIT, data={"final_evaluation": chosen})
 
 
 def run(

@@ -79,7 +79,8 @@ def time_used(
     elif not settings.extend:
         reason = "the paper's loops are done and extension is off"
     else:
-        reason = "every loop finished: " + "; ".join(f"{loop}: {why}" for loop, why in sorted(endings.items()))
+        finished = "; ".join(f"{loop}: {why}" for loop, why in sorted(endings.items()))
+        reason = f"every loop finished: {finished}"
     return {
         "time_spent_s": round(elapsed, 1),
         "time_limit_s": limit,
