@@ -28,12 +28,19 @@ LOG_METRICS = ("rmsle", "msle", "mean_squared_log_error")
 
 
 def default_features(facts: TaskFacts, card_name: str) -> FeatureSpec:
-    """Features any good first draft has: calendar parts of dates, shape of text for tree models."""
+    """Features any good first draft has: calendar parts of dates; for tree models, the shape of the
+    text and a text model's out-of-fold predictions (stacking), and on text tasks the n-grams'
+    leading SVD components too, next to the tabular columns."""
     groups = []
+    family = CARDS[card_name].family
     if facts.date_cols:
         groups.append("datetime_parts")
-    if facts.text_cols and CARDS[card_name].family not in ("text_linear",):
+    if facts.text_cols and family not in ("text_linear",):
         groups.append("text_stats")
+    if facts.ngram_cols and family in ("gbdt", "forest"):
+        groups.append("text_oof")
+        if facts.is_text:
+            groups.append("text_svd")
     return FeatureSpec(
         groups=groups,
         ratio_cols=list(facts.top_numeric),
