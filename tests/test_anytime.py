@@ -107,6 +107,8 @@ def test_the_summary_carries_the_multi_seed_evaluation_of_the_chosen_solution(
     seeded = [n for n in store.nodes() if n.agent == "evaluation" and n.parent_ids == [final["node_id"]]]
     assert sorted(n.info["seed"] for n in seeded) == final["seed_values"]
     assert sorted(n.score for n in seeded) == sorted(final["scores"]) and final["submitted"]
+    assert "- Final evaluation: **" in (store.run_dir / "report.md").read_text()
+    assert "95% interval" in (store.run_dir / "report.html").read_text()
     monkeypatch.setattr(console, "width", 400)
     with console.capture() as captured:
         _print_result(result)
