@@ -29,7 +29,7 @@ FINAL_RESERVE_MIN_S = 10.0
 FINAL_MARGIN = 1.25  # the final script's measured cost varies from one solution to the next
 # Before any final script has run: it validates like a development script, then refits on every row.
 DEFAULT_FINAL_PASSES = 2.0
-DEFAULT_SCRIPT_S = 30.0  # what a script is assumed to take before any has run
+DEFAULT_SCRIPT_S = 30.0  # what a script is assumed to take before any has run (without an allowance)
 # The most of the usable time a later phase claims from the phases before it.
 CLAIM_CAP = {"phase2": 0.45, "phase3": 0.15}
 LATER = {"phase1": ("phase2", "phase3"), "phase2": ("phase3",), "phase3": ()}
@@ -93,6 +93,7 @@ class Budget:
     spent_before_s: float = 0.0  # active time of earlier sessions of this run (resume)
     plan: LoopPlan = field(default_factory=LoopPlan)
     final_rows_ratio: float = 1.0  # rows the final script learns from / rows of the dev subsample
+    allowance_s: float | None = None  # what brains size a script to (the first guess of its cost)
     started_at: float = field(default_factory=lambda: _now())
     _walls: dict[str, list[float]] = field(default_factory=dict)
     _final_passes: list[float] = field(default_factory=list)
@@ -131,16 +132,13 @@ class Budget:
             dev = self._walls.get("dev", [])
             if own:
                 return max(1.0, statistics.median(own[-20:]))
-            typical = max(1.0, statistics.median(dev[-20:])) if dev else DEFAULT_SCRIPT_S
+            first_guess = self.allowance_s or DEFAULT_SCRIPT_S
+            typical = max(1.0, statistics.median(dev[-20:])) if dev else first_guess
         if kind == "ablation":
             return 2.0 * typical  # the baseline and its variants, sized by the brain to about two scripts
         if kind == "ensemble":
             return max(1, self.plan.tracks) * typical  # every member trains again
         return typical
-
-    def longest_script_s(self) -> float:
-        with self._lock:
-            return max((w for walls in self._walls.values() for w in walls), default=DEFAULT_SCRIPT_S)
 
     def final_script_s(self) -> float:
         """Expected wall time of the final script: the measured final/development ratio (the

@@ -358,7 +358,7 @@ class Engine:
             peak_memory_mb=result.peak_memory_mb,
             finished_at=time.time(),
             error=error[-4000:] if error else None,
-            info={**info, "executor": result.executor},
+            info={**info, "executor": result.executor, "timed_out": result.timed_out},
         )
         for warning in result.warnings:
             self.publish(EventType.WARNING, warning, phase=phase, track=step.track, node_id=node.id)
@@ -428,6 +428,15 @@ class Engine:
             if result.error is None:
                 break
             fix_step = step.at(f"debug{attempt}")
+            if not self.decide(fix_step, "start", lambda r=result: self._debug_pays(r, final)):
+                self.publish(
+                    EventType.WARNING,
+                    f"no time left to debug {script.label!r}",
+                    phase=step.phase.value,
+                    track=step.track,
+                    node_id=result.node_id,
+                )
+                break
             fixed = self.ask(
                 fix_step,
                 "code",
@@ -462,6 +471,16 @@ class Engine:
         elif counts_for_best and not final:
             self.consider_best(result, step.phase)
         return result
+
+    def _debug_pays(self, failed: ScoredScript, final: bool) -> bool:
+        """Whether a fix of ``failed`` can still run: a development fix must leave the final reserve,
+        and a fix of a script that ran out of time needs a longer timeout than the one it had."""
+        node = self.store.get_node(failed.node_id) if failed.node_id else None
+        timed_out = node is not None and bool(node.info.get("timed_out"))
+        timeout = self.budget.script_timeout(self.settings.script_timeout_s, final=final)
+        if timed_out and node is not None and timeout <= 1.05 * (node.wall_s or 0.0):
+            return False
+        return final or self.budget.fits_after(self.budget.typical_script_s())
 
     def context_for(self, track: int | None) -> BrainContext:
         """The brain context of a track (or the shared one)."""

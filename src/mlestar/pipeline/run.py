@@ -220,6 +220,7 @@ def execute(
         spent_before_s=float(store.get_meta("active_s", 0.0)),
         plan=LoopPlan.of(settings),
         final_rows_ratio=final_rows_ratio(task, ctx.n_dev_rows),
+        allowance_s=ctx.script_timeout_s,
     )
     store.set_meta("brain", settings.brain_name if settings.llm else brain.name)
     engine = Engine(

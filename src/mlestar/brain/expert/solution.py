@@ -10,7 +10,7 @@ from mlestar.brain.expert.blocks import changed_blocks, swap_block
 from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import TaskFacts, task_facts
 from mlestar.brain.expert.render import render_block, spec_state, to_script
-from mlestar.brain.expert.sizing import learning_rate_for, round_budget
+from mlestar.brain.expert.sizing import learning_rate_for, round_budget, text_tuning_affordable
 from mlestar.brain.expert.spec import (
     CleaningSpec,
     EncodingSpec,
@@ -54,6 +54,8 @@ def model_spec(card_name: str, facts: TaskFacts, *, key: str | None = None, shar
     """A card's starting configuration, sized to its share of the script's time budget."""
     card = CARDS[card_name]
     params = dict(card.params)
+    if "tune" in params:
+        params["tune"] = text_tuning_affordable(facts)
     rounds = round_budget(card_name, facts, share, cap) if card.uses_rounds else 0
     lr_key = card.knobs.learning_rate
     if lr_key is not None and lr_key in params:
