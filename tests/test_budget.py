@@ -132,3 +132,12 @@ def test_typical_script_is_the_median_of_the_recent_ones() -> None:
     assert budget_at(0).typical_script_s() == 30.0
     assert budget_at(0, scripts=(2, 100, 4)).typical_script_s() == 4
     assert budget_at(0, scripts=(0.01,)).typical_script_s() == 1.0
+
+
+def test_no_time_is_held_for_a_later_phase_whose_single_step_cannot_fit_any_more() -> None:
+    scripts = (30.0,) * 5
+    early = budget_at(0, limit=600, scripts=scripts)
+    assert early.phase_deadline("phase1", first=True) < early.usable_s()  # phases 2 and 3 still fit
+    late = budget_at(early.usable_s() - 20, limit=600, scripts=scripts)  # 20 s of usable time left
+    assert late.phase_deadline("phase1", first=True) == pytest.approx(late.usable_s())
+    assert late.can_start("phase1", cost_s=15, first=True)

@@ -160,15 +160,17 @@ def test_ensembling_needs_two_distinct_solutions(competition: Path, tmp_path: Pa
 def test_a_tight_budget_cuts_the_loops_but_keeps_a_submission(
     competition: Path, tmp_path: Path, fake_clock: FakeClock
 ) -> None:
-    # Three 10 s candidates and a 20 s first submission leave no room for any other step in 60 s.
+    # 10 s scripts and a 20 s first submission: in 60 s two candidates fit, and no other step does.
     store = start(competition, tmp_path, time_limit_s=60, workers=1)
     executor = ScriptedExecutor(fake_clock, wall_s=10, final_wall_s=20)
     result = execute(store, brain=ScriptedBrain(), executor=executor)
     assert result.status == RunStatus.FINISHED and result.submission_path is not None
     agents = [n.agent for n in store.nodes()]
+    assert agents.count("candidate") == 2
     assert "merger" not in agents and "ablation" not in agents and "ensemble" not in agents
     budget_notes = {e.message for e in store.events(types=[EventType.BUDGET])}
     assert budget_notes == {
+        "candidate m2 skipped to keep time",
         "phase 2 stopped to keep time for what follows",
         "phase 3 stopped to keep time for the final submission",
     }

@@ -193,12 +193,18 @@ class Budget:
 
     def phase_deadline(self, phase: str, *, first: bool = False) -> float:
         """Elapsed-seconds mark by which ``phase`` should stop starting new work; a phase's
-        ``first`` step may go on until only the later phases' first steps are left."""
+        ``first`` step may go on until only the later phases' first steps are left. A later phase
+        whose single step no longer fits at all keeps nothing: time is not held for what cannot run."""
         if self.time_limit_s is None:
             return float("inf")
-        later = LATER.get(phase, ())
-        kept = sum(self.need_s(q)[0] if first else self.claimed_s(q) for q in later)
-        return self.usable_s() - kept
+        usable, left = self.usable_s(), self.usable_s() - self.elapsed()
+        kept = 0.0
+        for later in LATER.get(phase, ()):
+            minimum = self.need_s(later)[0]
+            if kept + minimum > left:
+                continue
+            kept += minimum if first else self.claimed_s(later)
+        return usable - kept
 
     def can_start(
         self,

@@ -86,16 +86,24 @@ def initial_solutions(engine: Engine, searcher: Searcher | None) -> list[ScoredS
         data={"step": "retrieve", "models": [c.model_dump() for c in cards], "search_results": len(results)},
     )
 
-    def candidate(index: int, card: ModelCard) -> ScoredScript:
+    workers = settings.resolved_workers()
+
+    def candidate(index: int, card: ModelCard) -> ScoredScript | None:
         step = phase.at(f"cand{index}")
+        # The first wave always runs; a later candidate only while it still fits (it would be killed
+        # by a timeout cut down to the little time left, and take its time with it).
+        if index >= workers and not engine.fits(step, first=True):
+            engine.note(step.path, EventType.BUDGET, f"candidate {card.name} skipped to keep time",
+                        phase=Phase.SEARCH.value)
+            return None
         script = engine.ask(step, "code", brain.write_candidate, ctx, card, returns=Script)
         script = guard_leakage(engine, step, script, ctx)
         return engine.run_with_debug(
             step, script, agent=Agent.CANDIDATE, ctx=ctx, extra_info={"model": card.name}
         )
 
-    with ThreadPoolExecutor(max_workers=settings.resolved_workers()) as pool:
-        scored = list(pool.map(candidate, range(len(cards)), cards))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        scored = [s for s in pool.map(candidate, range(len(cards)), cards) if s is not None]
     ranked = engine.ranked(scored)
     if not ranked:
         raise AllCandidatesFailed(
