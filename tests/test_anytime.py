@@ -87,7 +87,10 @@ def test_extension_gives_up_when_nothing_helps_any_more(
     # Refinements never beat their base: each track stops after EXTENSION_PATIENCE extension steps.
     store = start(competition, tmp_path, time_limit_s=3000, **SHORT_LOOPS)
     brain = ScriptedBrain(refine_gains=(-0.01, -0.02), ensemble_gain=-0.001)
-    result = execute(store, brain=brain, executor=clocked(fake_clock))
+    executor = clocked(fake_clock)
+    result = execute(store, brain=brain, executor=executor)
+    # On an unchanged base, each outer step continues the block's plans where the last one stopped.
+    assert all(count == 1 for count in executor.runs.values()), executor.runs
     loops = result.time_used["loops"]
     assert loops["phase2/t0"] == "3 extension steps in a row found nothing better"
     assert result.time_used["share"] < 0.9 and "every loop finished" in result.time_used["ended_because"]

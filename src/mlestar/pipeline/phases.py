@@ -397,7 +397,7 @@ def outer_step(engine: Engine, track: Track, step: Step, inner_steps: int, label
     history = track.tried.setdefault(fingerprint((base.script.code, block_plan.block)), [])
     start_count = len(history)
     plan: RefinementPlan | None = block_plan.plan
-    if any(h.plan == plan for h in history):
+    if any(_same_plan(h.plan, plan) for h in history):
         plan = None  # the extractor's first idea was tried on this base before: ask for the next one
     for inner in range(inner_steps):
         inner_step = step.at(f"i{inner}")
@@ -438,6 +438,11 @@ def outer_step(engine: Engine, track: Track, step: Step, inner_steps: int, label
             "best": track.best.score,
         },
     )
+
+
+def _same_plan(a: RefinementPlan, b: RefinementPlan) -> bool:
+    """Plans that ask for the same change (a structured plan by its data, a plain one by its words)."""
+    return a.data == b.data if (a.data or b.data) else a.text.strip() == b.text.strip()
 
 
 def _refine_once(
