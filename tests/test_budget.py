@@ -106,10 +106,9 @@ def test_script_timeouts_never_pass_the_budget_and_keep_the_reserve() -> None:
     budget = budget_at(900, scripts=(10.0,), plan=LoopPlan(final_seeds=1))  # 100 s left
     assert budget.script_timeout(900) == pytest.approx(100 - budget.final_reserve_s(), abs=0.5)
     assert budget.script_timeout(900, final=True) == pytest.approx(100, abs=0.5)
-    # An evaluation run of the last phase keeps only the final script's share.
-    assert budget.script_timeout(900, evaluation=True) == pytest.approx(
-        100 - FINAL_MARGIN * budget.final_script_s(), abs=0.5
-    )
+    # An evaluation run of the last phase keeps only the final script's share free.
+    final_share = FINAL_MARGIN * budget.final_script_s()
+    assert budget.script_timeout(900, keep_s=final_share) == pytest.approx(100 - final_share, abs=0.5)
     assert budget.script_timeout(30) == 30
     assert budget_at(2000).script_timeout(900) == 5.0  # out of time: the shortest timeout, not zero
 

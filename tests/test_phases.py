@@ -176,6 +176,9 @@ def test_a_tight_budget_cuts_the_loops_but_keeps_a_submission(
     }
     decisions = [key for key in _memo_keys(store) if "/decide:" in key]
     assert "p1/t0/merge0/decide:start" in decisions and "p2/t1/o0/decide:inner" in decisions
+    # The best solution is the one already submitted: no final script is due, so the 20 s left
+    # give it two evaluation seeds (of the three wanted) instead.
+    assert result.final_evaluation is not None and result.final_evaluation["seeds"] == 2
     assert result.time_used["share"] <= 1.0
 
 

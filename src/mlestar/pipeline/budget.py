@@ -226,18 +226,14 @@ class Budget:
         """Whether ``seconds`` more work still leaves the final reserve (True without a limit)."""
         return self.time_limit_s is None or self.elapsed() + seconds <= self.usable_s()
 
-    def script_timeout(self, upper: float, *, final: bool = False, evaluation: bool = False) -> float:
-        """Timeout for the next script: never past the budget, keeping the final reserve if not final
-        (an evaluation run of the final phase keeps the final script's share of it)."""
+    def script_timeout(self, upper: float, *, final: bool = False, keep_s: float | None = None) -> float:
+        """Timeout for the next script: never past the budget, keeping ``keep_s`` seconds free after
+        it (by default the final reserve; nothing for a final script)."""
         if self.time_limit_s is None:
             return upper
-        if final:
-            left = self.remaining()
-        elif evaluation:
-            left = self.remaining() - FINAL_MARGIN * self.final_script_s()
-        else:
-            left = self.remaining() - self.final_reserve_s()
-        return max(5.0, min(upper, left))
+        if keep_s is None:
+            keep_s = 0.0 if final else self.final_reserve_s()
+        return max(5.0, min(upper, self.remaining() - keep_s))
 
     def snapshot(self) -> dict[str, float | None]:
         """The clock's current view, for the summary and the events."""

@@ -281,12 +281,12 @@ class Engine:
         extra_info: dict[str, Any] | None = None,
         kind: ScriptKind | None = None,
         env: dict[str, str] | None = None,
-        evaluation: bool = False,
+        keep_s: float | None = None,
     ) -> ScoredScript:
         """Run one script once (its node is keyed by the step and the script); no debugging.
 
-        ``env`` is extra environment for the script (an evaluation seed); ``evaluation`` runs of the
-        final phase may use the reserve the clock keeps for them."""
+        ``env`` is extra environment for the script (an evaluation seed); ``keep_s`` is the time its
+        timeout keeps free after it (default: the final reserve; see ``Budget.script_timeout``)."""
         key = step.key("run", {"code": script.code, "final": final})
         node = self.store.node_by_key(key)
         if node is not None and node.status in (NodeStatus.DONE, NodeStatus.FAILED):
@@ -326,9 +326,7 @@ class Engine:
             data={"agent": agent.value, "label": script.label, "step_key": key, "final": final},
         )
         limits = ExecLimits(
-            timeout_s=self.budget.script_timeout(
-                self.settings.script_timeout_s, final=final, evaluation=evaluation
-            ),
+            timeout_s=self.budget.script_timeout(self.settings.script_timeout_s, final=final, keep_s=keep_s),
             memory_mb=self.settings.resolved_memory_mb(),
             threads=self.settings.resolved_threads(),
             network=self.settings.network,

@@ -28,6 +28,7 @@ from mlestar.brain.protocol import ScoredScript
 from mlestar.core import contract
 from mlestar.core.events import EventType
 from mlestar.core.steps import Agent, Phase, Step
+from mlestar.pipeline.budget import FINAL_MARGIN
 from mlestar.pipeline.engine import Engine
 
 SEED_BASE = 7919  # evaluation seeds are SEED_BASE, SEED_BASE + 1, ...: none is a script's own seed
@@ -70,8 +71,12 @@ def _keep(engine: Engine, evaluation: Evaluation) -> None:
     engine.merge_meta("evaluations", str(evaluation.node_id), evaluation.model_dump(mode="json"))
 
 
-def evaluate(engine: Engine, solution: ScoredScript, seeds: int, phase: Phase) -> Evaluation:
-    """``solution`` validated with ``seeds`` model seeds side by side (fewer when some fail).
+def evaluate(
+    engine: Engine, solution: ScoredScript, seeds: int, phase: Phase, *, needs_final: bool = True
+) -> Evaluation:
+    """``solution`` validated with ``seeds`` model seeds side by side (fewer when some fail). In
+    the final phase the runs may use the reserve, keeping the final script's share when
+    ``needs_final``; earlier (a goal check) they keep all of it.
 
     With fewer than two seed runs scored, the run the solution was chosen by joins as a score, so
     an interval still exists (marked ``includes_selected_run``)."""
@@ -89,6 +94,9 @@ def evaluate(engine: Engine, solution: ScoredScript, seeds: int, phase: Phase) -
         _keep(engine, evaluation)
         return evaluation
     wanted = [SEED_BASE + i for i in range(seeds)]
+    keep_s = None
+    if phase == Phase.SUBMIT:
+        keep_s = FINAL_MARGIN * engine.budget.final_script_s() if needs_final else 0.0
 
     def run(seed: int) -> float | None:
         step = Step(phase, None, ("eval", f"n{node_id}", f"s{seed}"))
@@ -100,7 +108,7 @@ def evaluate(engine: Engine, solution: ScoredScript, seeds: int, phase: Phase) -
             extra_info={"seed": seed, "evaluates": node_id},
             kind="dev",
             env={contract.SEED_ENV: str(seed)},
-            evaluation=phase == Phase.SUBMIT,
+            keep_s=keep_s,
         )
         return result.score if result.error is None else None
 
@@ -134,18 +142,18 @@ def beyond(engine: Engine, evaluation: Evaluation, target: float) -> bool:
     return evaluation.ci95 is not None and engine.better(worse_end(engine, evaluation.ci95), target)
 
 
-def seeds_that_fit(engine: Engine, step: Step) -> int:
-    """How many evaluation seeds the time left allows before the final script (a replayed choice)."""
-    wanted = engine.settings.final_seeds
+def seeds_that_fit(engine: Engine, step: Step, needs_final: bool) -> int:
+    """How many evaluation seeds the time left allows, keeping the final script's share when one
+    must still run (a replayed choice)."""
     budget = engine.budget
 
     def fits(n: int) -> bool:
         if budget.time_limit_s is None:
             return True
-        final = budget.final_script_s() * 1.25
+        final = FINAL_MARGIN * budget.final_script_s() if needs_final else 0.0
         return budget.elapsed() + budget.evaluation_s(n) + final <= budget.time_limit_s
 
-    return engine.decide_count(step, "seeds", wanted, fits)
+    return engine.decide_count(step, "seeds", engine.settings.final_seeds, fits)
 
 
 @dataclass
@@ -164,10 +172,12 @@ def pick_final(engine: Engine, candidates: list[ScoredScript]) -> FinalPick:
     if not ranked:
         return FinalPick([], None)
     step = Step(Phase.SUBMIT, None, ("pick",))
-    seeds = seeds_that_fit(engine, step)
+    submitted = (engine.store.get_meta("submission") or {}).get("source_node_id")
+    needs_final = ranked[0].node_id != submitted
+    seeds = seeds_that_fit(engine, step, needs_final)
     if seeds == 0:
         return FinalPick(ranked, None)
-    first = evaluate(engine, ranked[0], seeds, Phase.SUBMIT)
+    first = evaluate(engine, ranked[0], seeds, Phase.SUBMIT, needs_final=needs_final)
     if len(ranked) < 2 or first.ci95 is None or first.mean is None:
         return FinalPick(ranked, first)
     runner_up = ranked[1]
