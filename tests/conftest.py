@@ -10,8 +10,19 @@ import pytest
 # The dataset builders and baselines are development tooling in benchmarks/, imported by name.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from competitions import TINY_CONFIG, make_competition
+from scripted import FakeClock
 
 __all__ = ["TINY_CONFIG", "make_competition"]
+
+
+@pytest.fixture()
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The run budget's clock, moved only by the scripted executor (pass it to ScriptedExecutor)."""
+    from mlestar.pipeline import budget
+
+    clock = FakeClock()
+    monkeypatch.setattr(budget, "_now", clock)
+    return clock
 
 
 @pytest.fixture()

@@ -5,6 +5,9 @@ A scripted script is one JSON comment line, ``# scripted: {"score": 0.8, ...}``,
 of real Python doing what the JSON says (print the score line and any ablation lines, fail, copy the
 sample submission in final runs), so the real executors can run it too, in a fraction of a second.
 ``ScriptedExecutor`` reads the JSON instead of starting Python at all and counts every run.
+
+``FakeClock`` stands in for the budget's clock: the executor advances it by each script's declared
+``wall`` seconds, so the time-budget logic can be tested on runs that take milliseconds.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import zlib
 from collections import Counter
 from concurrent.futures import Future
 from typing import Any
@@ -61,7 +65,11 @@ def scripted(score: float | None, label: str, **behaviour: Any) -> Script:
     error message), ``ablation`` (``{component: score}`` result lines), ``predictions`` (saves fold-0
     predictions, one of ``PREDICTIONS``, whatever score it prints)."""
     spec = {"score": score, "label": label, **behaviour}
-    lines = [f"{PREFIX}{json.dumps(spec, sort_keys=True)}", "import os, shutil", f"print({label!r})"]
+    lines = [
+        f"{PREFIX}{json.dumps(spec, sort_keys=True)}",
+        "import os, shutil",
+        f"print({label!r}, os.environ.get({contract.SEED_ENV!r}))",
+    ]
     if spec.get("fail"):
         lines.append(f"raise RuntimeError({spec['fail']!r})")
     if spec.get("predictions"):
@@ -86,32 +94,65 @@ def score_of(script: Script | ScoredScript) -> float:
     return float(spec_of(code)["score"])
 
 
+class FakeClock:
+    """A monotonic clock that only moves when told to (the scripted executor moves it)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
 class ScriptedExecutor:
-    """An Executor that interprets scripted scripts at once and remembers every run."""
+    """An Executor that interprets scripted scripts at once and remembers every run.
+
+    With a ``clock``, every script takes ``wall_s`` seconds on it (``final_wall_s`` for final runs);
+    with ``seed_noise``, a run with the evaluation seed set scores up to that much off its score."""
 
     name = "scripted"
 
-    def __init__(self) -> None:
-        self.runs: Counter[str] = Counter()  # label -> how often it ran
+    def __init__(
+        self,
+        clock: FakeClock | None = None,
+        *,
+        wall_s: float = 0.01,
+        final_wall_s: float | None = None,
+        seed_noise: float = 0.0,
+    ) -> None:
+        self.runs: Counter[str] = Counter()  # label -> how often it ran (without an evaluation seed)
+        self.seeded: Counter[str] = Counter()  # label -> how often it ran with an evaluation seed
         self.jobs: list[ScriptJob] = []
+        self.clock = clock
+        self.wall_s = wall_s
+        self.final_wall_s = final_wall_s if final_wall_s is not None else wall_s
+        self.seed_noise = seed_noise
         self._lock = threading.Lock()
 
     def submit(self, job: ScriptJob) -> Future[ExecResult]:
         spec = spec_of((job.workdir / contract.SCRIPT_NAME).read_text())
         with self._lock:
-            self.runs[spec["label"]] += 1
+            (self.seeded if contract.SEED_ENV in job.extra_env else self.runs)[spec["label"]] += 1
             self.jobs.append(job)
+        final = (job.workdir / contract.INPUT_DIR / "sample_submission.csv").exists()
+        wall = self.final_wall_s if final else self.wall_s
+        if self.clock is not None:
+            self.clock.advance(wall)
         future: Future[ExecResult] = Future()
-        future.set_result(self._run(job, spec))
+        future.set_result(self._run(job, spec, wall))
         return future
 
-    @staticmethod
-    def _run(job: ScriptJob, spec: dict[str, Any]) -> ExecResult:
+    def _run(self, job: ScriptJob, spec: dict[str, Any], wall: float) -> ExecResult:
         if spec.get("fail"):
             return ExecResult(
                 returncode=1,
                 stderr=f"Traceback (most recent call last):\n{spec['fail']}\n",
-                wall_s=0.01,
+                wall_s=wall,
                 executor="scripted",
             )
         if spec.get("predictions"):
@@ -120,11 +161,16 @@ class ScriptedExecutor:
         if sample.exists():  # a final run sees the sample submission: hand in a copy of it
             shutil.copyfile(sample, job.workdir / contract.FINAL_DIR / contract.SUBMISSION_NAME)
         score = spec.get("score")
+        seed = job.extra_env.get(contract.SEED_ENV)
+        if score is not None and seed is not None and self.seed_noise:
+            # A deterministic wobble in [-noise, noise] per (script, seed).
+            unit = zlib.crc32(f"{spec['label']}/{seed}".encode()) / 0xFFFFFFFF
+            score = round(score + self.seed_noise * (2 * unit - 1), 6)
         stdout = f"{contract.score_line(score)}\n" if score is not None else "done\n"
         for name, value in (spec.get("ablation") or {}).items():
             stdout += f"ABLATION {name}: {value}\n"
         (job.workdir / "stdout.txt").write_text(stdout)
-        return ExecResult(returncode=0, stdout=stdout, score=score, wall_s=0.01, executor="scripted")
+        return ExecResult(returncode=0, stdout=stdout, score=score, wall_s=wall, executor="scripted")
 
     def cancel_all(self) -> int:
         return 0

@@ -1,15 +1,33 @@
-"""Wall-clock planning: phase deadlines, the final reserve, script timeouts, time spent before."""
+"""Wall-clock planning: the final reserve from measured costs, phase deadlines that keep one step of
+every later phase, the first-step allowance, script timeouts and allowances, time spent before."""
 
 from __future__ import annotations
 
 import pytest
 
-from mlestar.pipeline.budget import FINAL_RESERVE_MIN_S, FINAL_SLOWDOWN, PHASE_DEADLINE_SHARE, Budget
+from mlestar.pipeline.budget import (
+    CLAIM_CAP,
+    DEFAULT_FINAL_PASSES,
+    FINAL_MARGIN,
+    FINAL_RESERVE_MIN_S,
+    Budget,
+    LoopPlan,
+    script_allowance,
+)
+
+PAPER = LoopPlan(
+    num_models=4, outer_steps=4, inner_steps=4, ensemble_rounds=5, tracks=2, workers=2, final_seeds=3
+)
 
 
-def budget_at(elapsed: float, limit: float | None = 1000.0, scripts: tuple[float, ...] = ()) -> Budget:
-    budget = Budget(limit, spent_before_s=elapsed)
-    budget.started_at -= 0.0
+def budget_at(
+    elapsed: float,
+    limit: float | None = 1000.0,
+    scripts: tuple[float, ...] = (),
+    plan: LoopPlan = PAPER,
+    **kwargs: float,
+) -> Budget:
+    budget = Budget(limit, spent_before_s=elapsed, plan=plan, **kwargs)
     for wall in scripts:
         budget.record_script(wall)
     return budget
@@ -18,15 +36,52 @@ def budget_at(elapsed: float, limit: float | None = 1000.0, scripts: tuple[float
 def test_without_a_limit_everything_fits() -> None:
     budget = budget_at(10**6, limit=None, scripts=(3600,))
     assert budget.can_start("phase1", n_scripts=100) and budget.remaining() == float("inf")
-    assert budget.script_timeout(900) == 900
+    assert budget.script_timeout(900) == 900 and budget.phase_deadline("phase2") == float("inf")
 
 
-def test_phases_have_deadlines_inside_the_usable_time() -> None:
-    budget = budget_at(0, scripts=(10, 10, 10))
-    usable = 1000 - budget.final_reserve_s()
-    for phase, share in PHASE_DEADLINE_SHARE.items():
-        assert budget.phase_deadline(phase) == pytest.approx(usable * share)
-    assert budget.phase_deadline("phase1") < budget.phase_deadline("phase2") < budget.phase_deadline("phase3")
+def test_the_final_reserve_comes_from_the_measured_final_cost_not_the_longest_script() -> None:
+    budget = budget_at(0, scripts=(20.0, 47.0))
+    budget.record_script(200.0, "ablation")  # a long ablation says nothing about the final script
+    budget.note_best(47.0)
+    # Before any final script ran: validation plus a refit on every row, twice the dev run.
+    assert budget.final_script_s() == pytest.approx(DEFAULT_FINAL_PASSES * 47.0)
+    budget.record_final(final_wall_s=47.0, dev_wall_s=47.0)  # measured: the final run took as long
+    assert budget.final_script_s() == pytest.approx(47.0)
+    one_wave_of_seeds = 47.0  # 2 of the 3 seeds run side by side on the 2 workers
+    assert budget.final_reserve_s() == pytest.approx(FINAL_MARGIN * 47.0 + one_wave_of_seeds)
+    assert budget.final_reserve_s() < 2.5 * 47.0 + one_wave_of_seeds  # the old rule reserved 118 s
+    assert budget_at(0, scripts=(1.0,), plan=LoopPlan(final_seeds=1)).final_reserve_s() == FINAL_RESERVE_MIN_S
+
+
+def test_a_final_script_on_more_rows_than_the_dev_subsample_is_expected_to_take_longer() -> None:
+    small = budget_at(0, scripts=(10.0,), final_rows_ratio=1.0)
+    large = budget_at(0, scripts=(10.0,), final_rows_ratio=3.0)
+    assert large.final_script_s() == pytest.approx(3 * small.final_script_s())
+
+
+def test_later_phases_claim_their_loop_capped_but_never_less_than_one_step() -> None:
+    budget = budget_at(0, scripts=(10.0,) * 5)
+    usable = budget.usable_s()
+    # Phase 3's paper loop (5 rounds of a 2-member ensemble, 100 s) fits under its cap.
+    assert budget.claimed_s("phase3") == pytest.approx(min(100.0, CLAIM_CAP["phase3"] * usable))
+    assert budget.phase_deadline("phase2") == pytest.approx(usable - budget.claimed_s("phase3"))
+    assert budget.phase_deadline("phase1") == pytest.approx(
+        usable - budget.claimed_s("phase2") - budget.claimed_s("phase3")
+    )
+    # Slow scripts: the loops cannot fit, yet each later phase keeps at least one step.
+    slow = budget_at(0, limit=600, scripts=(60.0,) * 5)
+    one_outer_step = slow.outer_step_s(1)  # an ablation and one refinement, both tracks side by side
+    assert slow.claimed_s("phase2") >= one_outer_step
+    assert slow.claimed_s("phase3") >= slow.typical_script_s("ensemble")
+
+
+def test_a_phase_first_step_may_use_time_the_phase_would_leave_to_later_ones() -> None:
+    budget = budget_at(0, limit=600, scripts=(30.0,) * 5)
+    soft, hard = budget.phase_deadline("phase2"), budget.phase_deadline("phase2", first=True)
+    assert hard == pytest.approx(budget.usable_s() - budget.need_s("phase3")[0]) and hard >= soft
+    step = budget.outer_step_s(1)
+    late = budget_at(soft - step + 1, limit=600, scripts=(30.0,) * 5)
+    assert not late.can_start("phase2", cost_s=step) and late.can_start("phase2", cost_s=step, first=True)
 
 
 def test_a_step_starts_only_when_its_expected_cost_fits_before_the_deadline() -> None:
@@ -38,18 +93,33 @@ def test_a_step_starts_only_when_its_expected_cost_fits_before_the_deadline() ->
     assert budget_at(deadline - 15, scripts=scripts).can_start("phase2")  # a later phase has more time
 
 
-def test_the_final_reserve_grows_with_the_longest_script() -> None:
-    assert budget_at(0).final_reserve_s() == max(FINAL_RESERVE_MIN_S, FINAL_SLOWDOWN * 30.0)  # no script yet
-    assert budget_at(0, scripts=(1.0,)).final_reserve_s() == FINAL_RESERVE_MIN_S
-    assert budget_at(0, scripts=(5.0, 40.0, 8.0)).final_reserve_s() == pytest.approx(FINAL_SLOWDOWN * 40.0)
+def test_costs_are_learned_per_kind_of_script() -> None:
+    budget = budget_at(0, scripts=(10.0, 10.0))
+    assert budget.typical_script_s("ablation") == 20.0  # not measured yet: about two scripts
+    assert budget.typical_script_s("ensemble") == 20.0  # every member of the 2 tracks trains again
+    budget.record_script(35.0, "ablation")
+    assert budget.typical_script_s("ablation") == 35.0 and budget.typical_script_s() == 10.0
+    assert budget.outer_step_s(3) == pytest.approx(35.0 + 3 * 10.0)
 
 
 def test_script_timeouts_never_pass_the_budget_and_keep_the_reserve() -> None:
-    budget = budget_at(900, scripts=(10.0,))  # 100 s left, reserve 25 s
+    budget = budget_at(900, scripts=(10.0,), plan=LoopPlan(final_seeds=1))  # 100 s left
     assert budget.script_timeout(900) == pytest.approx(100 - budget.final_reserve_s(), abs=0.5)
     assert budget.script_timeout(900, final=True) == pytest.approx(100, abs=0.5)
+    # An evaluation run of the last phase keeps only the final script's share free.
+    final_share = FINAL_MARGIN * budget.final_script_s()
+    assert budget.script_timeout(900, keep_s=final_share) == pytest.approx(100 - final_share, abs=0.5)
     assert budget.script_timeout(30) == 30
     assert budget_at(2000).script_timeout(900) == 5.0  # out of time: the shortest timeout, not zero
+
+
+def test_the_script_allowance_leaves_room_for_one_step_of_every_phase() -> None:
+    allowance = script_allowance(300, 900, PAPER)
+    # 2 waves of candidates, a merge, the first submission (2), ablation + refinement (2), an
+    # ensemble, a wave of seeds and the final script (2): 11 scripts one after the other.
+    assert allowance == pytest.approx(300 / 11)
+    assert script_allowance(300, 900, PAPER, final_rows_ratio=1.5) < allowance
+    assert script_allowance(None, 900, PAPER) == 900 and script_allowance(36_000, 900, PAPER) == 900
 
 
 def test_time_spent_before_a_resume_counts() -> None:
@@ -61,3 +131,12 @@ def test_typical_script_is_the_median_of_the_recent_ones() -> None:
     assert budget_at(0).typical_script_s() == 30.0
     assert budget_at(0, scripts=(2, 100, 4)).typical_script_s() == 4
     assert budget_at(0, scripts=(0.01,)).typical_script_s() == 1.0
+
+
+def test_no_time_is_held_for_a_later_phase_whose_single_step_cannot_fit_any_more() -> None:
+    scripts = (30.0,) * 5
+    early = budget_at(0, limit=600, scripts=scripts)
+    assert early.phase_deadline("phase1", first=True) < early.usable_s()  # phases 2 and 3 still fit
+    late = budget_at(early.usable_s() - 20, limit=600, scripts=scripts)  # 20 s of usable time left
+    assert late.phase_deadline("phase1", first=True) == pytest.approx(late.usable_s())
+    assert late.can_start("phase1", cost_s=15, first=True)

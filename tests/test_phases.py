@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from competitions import make_competition
-from scripted import ScriptedBrain, ScriptedExecutor
+from scripted import FakeClock, ScriptedBrain, ScriptedExecutor
 
 from mlestar.core.events import Event, EventType
 from mlestar.pipeline.run import create_run, execute
@@ -61,7 +61,7 @@ def test_a_run_goes_through_every_phase_and_hands_in_a_valid_submission(
     assert summary["status"] == "finished" and summary["scripts_run"] == len(store.nodes())
 
 
-def test_tracks_start_from_different_candidates_and_merge_the_others_best_first(
+def test_tracks_start_from_different_candidates_and_merge_those_ranked_below_best_first(
     competition: Path, tmp_path: Path
 ) -> None:
     store = start(competition, tmp_path, ensemble_rounds=0, outer_steps=0)
@@ -70,9 +70,26 @@ def test_tracks_start_from_different_candidates_and_merge_the_others_best_first(
     for node in store.nodes(phase="phase1"):
         if node.agent == "merger":
             merges[node.track].append(node.label)
-    # Candidates score m0 0.70, m1 0.75, m2 0.72: track 0 starts from m1, track 1 from m2.
+    # Candidates score m0 0.70, m1 0.75, m2 0.72: track 0 starts from m1 and merges m2 then m0;
+    # track 1 starts from m2 and never takes track 0's base, so the two cannot end up the same.
     assert merges[0] == ["m1+m2@t0", "m1+m2@t0+m0@t0"]
-    assert merges[1] == ["m2+m1@t1", "m2+m1@t1+m0@t1"]
+    assert merges[1] == ["m2+m0@t1"]
+
+
+def test_two_candidates_give_two_different_tracks_and_one_candidate_gives_one_track(
+    competition: Path, tmp_path: Path
+) -> None:
+    store = start(competition, tmp_path, run_id="two", num_models=2, ensemble_rounds=0, outer_steps=0)
+    execute(store, brain=ScriptedBrain(), executor=ScriptedExecutor())
+    (done,) = [e for e in store.events(types=[EventType.PHASE_FINISHED]) if e.phase == "phase1"]
+    labels = {w["node_id"]: w for w in done.data["tracks"]}
+    winners = [store.get_node(node_id).label for node_id in labels]
+    assert winners == ["m1+m0@t0", "m0"], "track 1 keeps its own candidate instead of repeating A+B as B+A"
+    store = start(competition, tmp_path, run_id="one", num_models=1, ensemble_rounds=0, outer_steps=0)
+    execute(store, brain=ScriptedBrain(), executor=ScriptedExecutor())
+    assert {n.track for n in store.nodes(phase="phase1") if n.track is not None} <= {0}
+    note = [e for e in store.events(types=[EventType.STEP_FINISHED]) if e.data.get("step") == "tracks"]
+    assert note and note[0].data["tracks"] == 1
 
 
 def test_merging_stops_at_the_first_merge_that_is_worse(competition: Path, tmp_path: Path) -> None:
@@ -140,16 +157,29 @@ def test_ensembling_needs_two_distinct_solutions(competition: Path, tmp_path: Pa
     assert any(e.data.get("step") == "skip" for e in store.events(types=[EventType.STEP_FINISHED]))
 
 
-def test_a_tight_budget_cuts_the_loops_but_keeps_a_submission(competition: Path, tmp_path: Path) -> None:
-    store = start(competition, tmp_path, time_limit_s=5)
-    result = execute(store, brain=ScriptedBrain(), executor=ScriptedExecutor())
+def test_a_tight_budget_cuts_the_loops_but_keeps_a_submission(
+    competition: Path, tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    # 10 s scripts and a 20 s first submission: in 60 s two candidates fit, and no other step does.
+    store = start(competition, tmp_path, time_limit_s=60, workers=1)
+    executor = ScriptedExecutor(fake_clock, wall_s=10, final_wall_s=20)
+    result = execute(store, brain=ScriptedBrain(), executor=executor)
     assert result.status == RunStatus.FINISHED and result.submission_path is not None
     agents = [n.agent for n in store.nodes()]
+    assert agents.count("candidate") == 2
     assert "merger" not in agents and "ablation" not in agents and "ensemble" not in agents
     budget_notes = {e.message for e in store.events(types=[EventType.BUDGET])}
-    assert budget_notes == {"phase 2 stopped early to keep time", "phase 3 stopped early to keep time"}
+    assert budget_notes == {
+        "candidate m2 skipped to keep time",
+        "phase 2 stopped to keep time for what follows",
+        "phase 3 stopped to keep time for the final submission",
+    }
     decisions = [key for key in _memo_keys(store) if "/decide:" in key]
-    assert "p1/t0/merge0/decide:start" in decisions and "p2/t1/o0/decide:start" in decisions
+    assert "p1/t0/merge0/decide:start" in decisions and "p2/t1/o0/decide:inner" in decisions
+    # The best solution is the one already submitted: no final script is due, so the 20 s left
+    # give it two evaluation seeds (of the three wanted) instead.
+    assert result.final_evaluation is not None and result.final_evaluation["seeds"] == 2
+    assert result.time_used["share"] <= 1.0
 
 
 def _memo_keys(store: RunStore) -> list[str]:
@@ -179,14 +209,14 @@ def test_resume_runs_nothing_finished_again(competition: Path, tmp_path: Path) -
     finished = execute(RunStore(store.run_dir), brain=again_brain, executor=again)
     assert finished.status == RunStatus.FINISHED
     assert not done_before & set(again.runs), "a finished script ran again"
-    assert set(executor.runs) | set(again.runs) == {n.label for n in store.nodes()}
+    assert set(executor.runs) | set(again.runs) == {n.label for n in store.nodes() if n.agent != "evaluation"}
     assert again_brain.calls["write_candidate"] == 0 and again_brain.calls["merge"] == 0
 
 
 def test_resume_with_more_time_never_reuses_a_step_whose_inputs_changed(
     competition: Path, tmp_path: Path
 ) -> None:
-    store = start(competition, tmp_path, time_limit_s=3600)
+    store = start(competition, tmp_path, time_limit_s=3600, extend=False)
     execute(store, brain=StopsInPhase2(store), executor=ScriptedExecutor())
     ablation_before = {n.track: n for n in store.nodes(phase="phase2") if n.agent == "ablation"}
     base_before = ablation_before[0].parent_ids

@@ -194,6 +194,28 @@ class Settings(BaseSettings):
         1, "scripts that may share one GPU at once", group="resources", flags=("--scripts-per-gpu",), ge=1, le=16
     )
 
+    # -- anytime budget and confidence (issue 16) ---------------------------------------------
+    extend: bool = setting(
+        True,
+        "spend time left after the paper's loops on more outer steps and ensemble rounds",
+        group="resources",
+        flags=("--extend/--no-extend",),
+    )
+    final_seeds: int = setting(
+        3,
+        "model seeds the chosen solution is validated with at the end (mean, std, 95% interval)",
+        group="method",
+        flags=("--final-seeds",),
+        ge=1,
+        le=20,
+    )
+    target_score: float | None = setting(
+        None,
+        "stop early once the best solution's 95% interval lies entirely on the better side of this",
+        group="method",
+        flags=("--target-score",),
+    )
+
     # -- data ------------------------------------------------------------------------------------
     seed: int = setting(
         0, "seed of the split, the subsample and every policy choice", group="data", flags=("--seed",)

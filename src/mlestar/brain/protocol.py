@@ -31,6 +31,7 @@ class BrainContext(BaseModel):
     track: int | None = None  # the parallel solution track the call serves (None: shared by all)
     dev_max_rows: int = 30_000  # development subsample size (see docs/script-contract.md)
     n_dev_rows: int = 0  # rows with dev == 1 in folds.csv
+    class_counts: dict[str, int] = Field(default_factory=dict)  # dev rows per class (classification)
     n_folds: int = 5  # folds in folds.csv (0 = the validation hold-out)
     script_timeout_s: float = 600.0  # how long one script may run; brains should size models for it
     threads: int = 1  # CPU threads a script may use

@@ -100,6 +100,28 @@ def _print_result(result: Any) -> None:
         console.print(f"submission: {result.submission_path} (validation {result.submission_score})")
     else:
         console.print("[yellow]no submission was written[/]")
+    evaluation = result.final_evaluation
+    if evaluation and evaluation.get("ci95"):
+        low, high = evaluation["ci95"]
+        whose = f"solution #{evaluation['node_id']}" + (" (submitted)" if evaluation.get("submitted") else "")
+        spread = f"{evaluation['mean']:.6g} ± {evaluation['std']:.2g}"
+        console.print(
+            f"final evaluation of {whose}: {result.metric} {spread} over {evaluation['seeds']} seeds, "
+            f"95% interval [{low:.6g}, {high:.6g}]"
+        )
+    elif evaluation:
+        why = evaluation.get("note") or "no seed run finished"
+        console.print(f"final evaluation: one score only ({why})")
+    goal = result.goal
+    if goal:
+        verdict = f"reached after {goal['at_s']:.0f}s" if goal.get("reached") else "not reached"
+        console.print(f"target {result.metric} {goal['target_score']:g}: {verdict}")
+    used = result.time_used
+    if used.get("time_limit_s"):
+        console.print(
+            f"time used: {used['time_spent_s']:.0f}s of {used['time_limit_s']:.0f}s "
+            f"({used['share']:.0%}); ended because: {used['ended_because']}"
+        )
     for label, path in (("solution", result.solution_path), ("report", result.report_path)):
         if path:
             console.print(f"{label}: {path}")

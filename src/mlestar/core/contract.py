@@ -95,6 +95,18 @@ def drop_final_flag(code: str) -> str:
     return _FINAL_LINE.sub("", code, count=1)
 
 
+# -- the evaluation seed ---------------------------------------------------------------------------
+# When this variable is set, a script seeds its models (and any other randomness of its own) with
+# its value instead of its built-in seed; the run's split (folds.csv) never depends on it. The
+# multi-seed evaluation of the final solution re-runs a script with several values.
+SEED_ENV = "MLESTAR_MODEL_SEED"
+
+
+def reads_seed(code: str) -> bool:
+    """Whether a script looks at the evaluation seed at all (otherwise re-running it cannot vary)."""
+    return SEED_ENV in code
+
+
 # -- named blocks ----------------------------------------------------------------------------------
 _BLOCK_RE = re.compile(
     r"^[ \t]*# === BLOCK: (?P<name>[a-z][a-z0-9_]*) ===[^\n]*\n.*?^[ \t]*# === END BLOCK: (?P=name) ===[^\n]*(?:\n|\Z)",
@@ -167,6 +179,7 @@ def template_globals() -> dict[str, object]:
         "SUBMISSION_NAME": SUBMISSION_NAME,
         "VAL_PREDICTIONS_NAME": VAL_PREDICTIONS_NAME,
         "FITTED_DIR": FITTED_DIR,
+        "SEED_ENV": SEED_ENV,
         "score_print": score_print,
         "ablation_print": ablation_print,
         "final_flag_line": final_flag_line,

@@ -41,6 +41,7 @@ class Agent(str, Enum):
     ENSEMBLE = "ensemble"
     DEBUG = "debug"
     SUBMISSION = "submission"
+    EVALUATION = "evaluation"  # a solution validated again with another model seed
 
 
 def _canonical(value: Any) -> Any:

@@ -1,74 +1,246 @@
 """Wall-clock planning: which phase may start another step, and how long a script may run.
 
-The run's budget is split into soft phase deadlines (shares of the usable time) and a reserve kept
-for the final submission script. Loops ask ``can_start`` before each step with an estimate of the
-step's cost (learned from the scripts run so far), so they shorten as time runs out instead of
-overrunning. Time already spent before a resume counts against the budget.
+The run's time is the final reserve (the final submission script and the multi-seed evaluation of
+the chosen solution, from measured costs) plus the usable rest. A phase may keep starting steps
+until the time the later phases need is all that is left: each later phase claims what its paper
+loop would cost, capped at a share of the usable time but never less than ONE step of it. The first
+step of a phase may go further, up to the later phases' minimum, so every phase runs at least once
+whenever one step of each still fits. Loops ask ``can_start`` before each step with the step's
+expected cost (learned from the scripts run so far, by kind), so they shorten as time runs out
+instead of overrunning; time they do not need is left to later phases, and when the paper's loops
+are done early the pipeline extends them (more outer steps, more ensemble rounds) up to the same
+deadlines. Time spent before a resume counts against the budget.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
-# Share of the usable time (budget minus the final reserve) by which each phase should be done.
-PHASE_DEADLINE_SHARE = {"phase1": 0.40, "phase2": 0.85, "phase3": 1.0}
-FINAL_RESERVE_MIN_S = 20.0
-FINAL_SLOWDOWN = 2.5  # the final script trains on all rows, usually slower than a dev script
+from mlestar.settings import Settings
+
+ScriptKind = Literal["dev", "ablation", "ensemble", "final"]
+
+FINAL_RESERVE_MIN_S = 10.0
+FINAL_MARGIN = 1.25  # the final script's measured cost varies from one solution to the next
+# Before any final script has run: it validates like a development script, then refits on every row.
+DEFAULT_FINAL_PASSES = 2.0
+DEFAULT_SCRIPT_S = 30.0  # what a script is assumed to take before any has run (without an allowance)
+# The most of the usable time a later phase claims from the phases before it.
+CLAIM_CAP = {"phase2": 0.45, "phase3": 0.15}
+LATER = {"phase1": ("phase2", "phase3"), "phase2": ("phase3",), "phase3": ()}
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+@dataclass(frozen=True)
+class LoopPlan:
+    """The loop sizes the clock plans for (the run's settings)."""
+
+    num_models: int = 4
+    outer_steps: int = 4
+    inner_steps: int = 4
+    ensemble_rounds: int = 5
+    tracks: int = 2
+    workers: int = 2
+    final_seeds: int = 1
+
+    @classmethod
+    def of(cls, settings: Settings) -> LoopPlan:
+        return cls(
+            num_models=settings.num_models,
+            outer_steps=settings.outer_steps,
+            inner_steps=settings.inner_steps,
+            ensemble_rounds=settings.ensemble_rounds,
+            tracks=settings.num_tracks,
+            workers=settings.resolved_workers(),
+            final_seeds=settings.final_seeds,
+        )
+
+    def waves(self, jobs: int) -> int:
+        """Rounds of ``jobs`` scripts run side by side on the workers."""
+        return math.ceil(max(0, jobs) / max(1, self.workers))
+
+
+def script_allowance(
+    time_limit_s: float | None, upper: float, plan: LoopPlan, final_rows_ratio: float = 1.0
+) -> float:
+    """How long one script may run so that the shortest complete run fits the time limit.
+
+    That run is, one after the other on each worker: the candidates, a merge, the first submission,
+    an ablation and a refinement, an ensemble, one wave of evaluation seeds and the final script (a
+    final script validates and then refits on every row: about two development scripts, more when
+    the development subsample is smaller than the train file). Brains size their models to it.
+    """
+    if time_limit_s is None:
+        return upper
+    final = DEFAULT_FINAL_PASSES * max(1.0, final_rows_ratio)
+    slots = plan.waves(plan.num_models) + (plan.num_models > 1) + final
+    slots += 2.0 * (plan.outer_steps > 0) + (plan.ensemble_rounds > 0 and plan.tracks > 1)
+    slots += (plan.final_seeds > 1) + final
+    return max(5.0, min(upper, time_limit_s / slots))
 
 
 @dataclass
 class Budget:
     time_limit_s: float | None
     spent_before_s: float = 0.0  # active time of earlier sessions of this run (resume)
-    started_at: float = field(default_factory=time.monotonic)
-    _durations: list[float] = field(default_factory=list)
+    plan: LoopPlan = field(default_factory=LoopPlan)
+    final_rows_ratio: float = 1.0  # rows the final script learns from / rows of the dev subsample
+    allowance_s: float | None = None  # what brains size a script to (the first guess of its cost)
+    started_at: float = field(default_factory=lambda: _now())
+    _walls: dict[str, list[float]] = field(default_factory=dict)
+    _final_passes: list[float] = field(default_factory=list)
+    _best_wall: float | None = None
+    # After the paper's loops (extension passes), phase 3 claims one ensemble round, not R.
+    extending: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def elapsed(self) -> float:
-        return self.spent_before_s + (time.monotonic() - self.started_at)
+        return self.spent_before_s + (_now() - self.started_at)
 
     def remaining(self) -> float:
         if self.time_limit_s is None:
             return float("inf")
         return max(0.0, self.time_limit_s - self.elapsed())
 
-    def record_script(self, wall_s: float) -> None:
+    # -- what scripts cost ----------------------------------------------------------------------
+    def record_script(self, wall_s: float, kind: ScriptKind = "dev") -> None:
         with self._lock:
-            self._durations.append(wall_s)
+            self._walls.setdefault(kind, []).append(wall_s)
 
-    def typical_script_s(self) -> float:
-        with self._lock:
-            if not self._durations:
-                return 30.0
-            return max(1.0, statistics.median(self._durations[-20:]))
+    def record_final(self, final_wall_s: float, dev_wall_s: float) -> None:
+        """A final script took ``final_wall_s`` for a solution whose development run took ``dev_wall_s``."""
+        if dev_wall_s > 0:
+            with self._lock:
+                self._final_passes.append(final_wall_s / dev_wall_s)
 
-    def longest_script_s(self) -> float:
+    def note_best(self, dev_wall_s: float) -> None:
+        """The development run of the current best solution (the likely one to submit) took this long."""
         with self._lock:
-            return max(self._durations, default=30.0)
+            self._best_wall = dev_wall_s
+
+    def typical_script_s(self, kind: ScriptKind = "dev") -> float:
+        with self._lock:
+            own = self._walls.get(kind, [])
+            dev = self._walls.get("dev", [])
+            if own:
+                return max(1.0, statistics.median(own[-20:]))
+            first_guess = self.allowance_s or DEFAULT_SCRIPT_S
+            typical = max(1.0, statistics.median(dev[-20:])) if dev else first_guess
+        if kind == "ablation":
+            return 2.0 * typical  # the baseline and its variants, sized by the brain to about two scripts
+        if kind == "ensemble":
+            return max(1, self.plan.tracks) * typical  # every member trains again
+        return typical
+
+    def final_script_s(self) -> float:
+        """Expected wall time of the final script: the measured final/development ratio (the
+        final fit learns from every row) times the best solution's development run."""
+        with self._lock:
+            passes = max(self._final_passes) if self._final_passes else None
+            base = self._best_wall
+        if passes is None:
+            passes = DEFAULT_FINAL_PASSES * max(1.0, self.final_rows_ratio)
+        return passes * (base if base is not None else self.typical_script_s())
+
+    def evaluation_s(self, seeds: int | None = None) -> float:
+        """Wall time of ``seeds`` evaluation runs of the best solution side by side (default: the
+        first wave of them, all the reserve plans for; more run when time is left at the end)."""
+        if seeds is None:
+            seeds = min(self.plan.final_seeds, self.plan.workers) if self.plan.final_seeds > 1 else 0
+        with self._lock:
+            base = self._best_wall
+        return self.plan.waves(seeds) * (base if base is not None else self.typical_script_s())
 
     def final_reserve_s(self) -> float:
-        return max(FINAL_RESERVE_MIN_S, FINAL_SLOWDOWN * self.longest_script_s())
+        return max(FINAL_RESERVE_MIN_S, FINAL_MARGIN * self.final_script_s() + self.evaluation_s())
 
-    def phase_deadline(self, phase: str) -> float:
-        """Elapsed-seconds mark by which ``phase`` should stop starting new work."""
+    # -- phases ---------------------------------------------------------------------------------
+    def usable_s(self) -> float:
+        return max(0.0, (self.time_limit_s or 0.0) - self.final_reserve_s())
+
+    def outer_step_s(self, inner_steps: int) -> float:
+        """One outer refinement step of one track: an ablation and ``inner_steps`` refinements."""
+        return self.typical_script_s("ablation") + max(1, inner_steps) * self.typical_script_s()
+
+    def track_step_s(self, inner_steps: int) -> float:
+        """Wall time of one outer step while every track takes one: tracks share the workers."""
+        return self.plan.waves(self.plan.tracks) * self.outer_step_s(inner_steps)
+
+    def need_s(self, phase: str) -> tuple[float, float]:
+        """(one step, the whole paper loop) of ``phase`` in seconds, all tracks together."""
+        plan = self.plan
+        if phase == "phase2" and plan.outer_steps > 0:
+            return self.track_step_s(1), plan.outer_steps * self.track_step_s(plan.inner_steps)
+        if phase == "phase3" and plan.ensemble_rounds > 0 and plan.tracks > 1:
+            one = self.typical_script_s("ensemble")
+            return one, plan.ensemble_rounds * one
+        return 0.0, 0.0
+
+    def claimed_s(self, phase: str) -> float:
+        """What ``phase`` keeps from the phases before it: its loop, capped, but at least one step."""
+        minimum, planned = self.need_s(phase)
+        if self.extending:
+            return minimum
+        return min(planned, max(minimum, CLAIM_CAP.get(phase, 0.0) * self.usable_s()))
+
+    def phase_deadline(self, phase: str, *, first: bool = False) -> float:
+        """Elapsed-seconds mark by which ``phase`` should stop starting new work; a phase's
+        ``first`` step may go on until only the later phases' first steps are left. A later phase
+        whose single step no longer fits at all keeps nothing: time is not held for what cannot run."""
         if self.time_limit_s is None:
             return float("inf")
-        usable = max(0.0, self.time_limit_s - self.final_reserve_s())
-        return usable * PHASE_DEADLINE_SHARE.get(phase, 1.0)
+        usable, left = self.usable_s(), self.usable_s() - self.elapsed()
+        kept = 0.0
+        for later in LATER.get(phase, ()):
+            minimum = self.need_s(later)[0]
+            if kept + minimum > left:
+                continue
+            kept += minimum if first else self.claimed_s(later)
+        return usable - kept
 
-    def can_start(self, phase: str, n_scripts: float = 1.0) -> bool:
-        """Whether a step running about ``n_scripts`` typical scripts fits before the phase deadline."""
+    def can_start(
+        self,
+        phase: str,
+        n_scripts: float = 1.0,
+        *,
+        kind: ScriptKind = "dev",
+        first: bool = False,
+        cost_s: float | None = None,
+    ) -> bool:
+        """Whether a step of about ``n_scripts`` scripts of ``kind`` (or of ``cost_s`` seconds) fits
+        before the phase deadline."""
         if self.time_limit_s is None:
             return True
-        cost = n_scripts * self.typical_script_s()
-        return self.elapsed() + cost <= self.phase_deadline(phase)
+        cost = n_scripts * self.typical_script_s(kind) if cost_s is None else cost_s
+        return self.elapsed() + cost <= self.phase_deadline(phase, first=first)
 
-    def script_timeout(self, upper: float, *, final: bool = False) -> float:
-        """Timeout for the next script: never past the budget, keeping the final reserve if not final."""
+    def fits_after(self, seconds: float) -> bool:
+        """Whether ``seconds`` more work still leaves the final reserve (True without a limit)."""
+        return self.time_limit_s is None or self.elapsed() + seconds <= self.usable_s()
+
+    def script_timeout(self, upper: float, *, final: bool = False, keep_s: float | None = None) -> float:
+        """Timeout for the next script: never past the budget, keeping ``keep_s`` seconds free after
+        it (by default the final reserve; nothing for a final script)."""
         if self.time_limit_s is None:
             return upper
-        left = self.remaining() if final else self.remaining() - self.final_reserve_s()
-        return max(5.0, min(upper, left))
+        if keep_s is None:
+            keep_s = 0.0 if final else self.final_reserve_s()
+        return max(5.0, min(upper, self.remaining() - keep_s))
+
+    def snapshot(self) -> dict[str, float | None]:
+        """The clock's current view, for the summary and the events."""
+        return {
+            "elapsed_s": round(self.elapsed(), 1),
+            "time_limit_s": self.time_limit_s,
+            "typical_script_s": round(self.typical_script_s(), 1),
+            "final_script_s": round(self.final_script_s(), 1),
+            "final_reserve_s": round(self.final_reserve_s(), 1) if self.time_limit_s else None,
+        }

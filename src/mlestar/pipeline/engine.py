@@ -33,7 +33,7 @@ from mlestar.exec.pool import Executor
 from mlestar.exec.workspace import prepare_script_dir
 from mlestar.llm.errors import LLMError
 from mlestar.metrics import get_metric
-from mlestar.pipeline.budget import Budget
+from mlestar.pipeline.budget import Budget, ScriptKind
 from mlestar.pipeline.scoring import PRINTED, RECOMPUTED, Rescorer, ScoreCheck
 from mlestar.pipeline.skipping import SKIPPED, NotSkippable, is_skipped, skipped_value
 from mlestar.settings import Settings
@@ -94,6 +94,9 @@ class Engine:
         self._best_lock = threading.Lock()
         self._failures_lock = threading.Lock()
         self._llm_failures = 0  # LLM steps failed in a row
+        # Set by the run when a target score is given: True once the goal is reached (it may run
+        # the best solution's evaluation seeds to find out).
+        self.goal_reached: Callable[[Phase], bool] = lambda phase: False
 
     # -- events and control ----------------------------------------------------------------
     def publish(self, type_: EventType, message: str = "", **fields: Any) -> Event:
@@ -202,11 +205,64 @@ class Engine:
         self.store.memo_put(key, {"value": value})
         return value
 
-    def fits(self, step: Step, n_scripts: float = 1.0) -> bool:
-        """Whether a step of about ``n_scripts`` scripts may start in its phase (a replayed decision)."""
-        return self.decide(
-            step, "start", lambda: self.budget.can_start(step.phase.value, n_scripts=n_scripts)
-        )
+    def fits(
+        self,
+        step: Step,
+        n_scripts: float = 1.0,
+        *,
+        kind: ScriptKind = "dev",
+        first: bool = False,
+        cost_s: float | None = None,
+    ) -> bool:
+        """Whether a step of about ``n_scripts`` scripts of ``kind`` (or ``cost_s`` seconds) may start
+        in its phase (a replayed decision); never once the run's target score is reached. A phase's
+        ``first`` step may use time the phase would otherwise leave to later ones
+        (see ``Budget.phase_deadline``)."""
+
+        def take() -> bool:
+            if self.goal_reached(step.phase):
+                return False
+            phase = step.phase.value
+            return self.budget.can_start(phase, n_scripts=n_scripts, kind=kind, first=first, cost_s=cost_s)
+
+        return self.decide(step, "start", take)
+
+    def fits_count(
+        self, step: Step, name: str, wanted: int, cost_s: Callable[[int], float], *, first: bool = False
+    ) -> int:
+        """The most of ``wanted`` units (inner steps, seeds ...) a step may take so that its cost
+        ``cost_s(n)`` fits its phase's deadline; 0 when not even one does or the goal is reached.
+        A replayed decision, like ``fits``."""
+        phase = step.phase.value
+
+        def fits(n: int) -> bool:
+            if self.goal_reached(step.phase):
+                return False
+            return self.budget.can_start(phase, cost_s=cost_s(n), first=first)
+
+        return self.decide_count(step, name, wanted, fits)
+
+    def decide_count(self, step: Step, name: str, wanted: int, fits: Callable[[int], bool]) -> int:
+        """The largest count from ``wanted`` down to 1 that ``fits`` (0 if none), chosen once at the
+        frontier and replayed from the store ever after, like ``decide``."""
+        key = step.decision_key(name)
+        stored = self.store.memo_get(key)
+        if stored is not None:
+            return int(stored["value"])
+        value = next((n for n in range(wanted, 0, -1) if fits(n)), 0)
+        self.store.memo_put(key, {"value": value})
+        return value
+
+    def merge_meta(self, name: str, key: str, value: Any) -> None:
+        """Set ``key`` in the run's ``name`` mapping (meta), safely from any thread."""
+        with self._best_lock:
+            mapping = dict(self.store.get_meta(name) or {})
+            mapping[key] = value
+            self.store.set_meta(name, mapping)
+
+    def record_ending(self, loop: str, reason: str) -> None:
+        """Why a loop (``phase2/t0``, ``phase3``, ...) stopped where it did, for the summary."""
+        self.merge_meta("loop_endings", loop, reason)
 
     # -- scores ----------------------------------------------------------------------------
     def better(self, a: float | None, b: float | None) -> bool:
@@ -238,6 +294,9 @@ class Engine:
         with self._best_lock:
             current = self.store.get_meta("best") or {}
             if self.better(scored.score, current.get("score")):
+                node = self.store.get_node(scored.node_id) if scored.node_id else None
+                if node is not None and node.wall_s:
+                    self.budget.note_best(node.wall_s)
                 self.store.set_meta(
                     "best",
                     {
@@ -285,8 +344,14 @@ class Engine:
         final: bool = False,
         validator: Validator | None = None,
         extra_info: dict[str, Any] | None = None,
+        kind: ScriptKind | None = None,
+        env: dict[str, str] | None = None,
+        keep_s: float | None = None,
     ) -> ScoredScript:
-        """Run one script once (its node is keyed by the step and the script); no debugging."""
+        """Run one script once (its node is keyed by the step and the script); no debugging.
+
+        ``env`` is extra environment for the script (an evaluation seed); ``keep_s`` is the time its
+        timeout keeps free after it (default: the final reserve; see ``Budget.script_timeout``)."""
         key = step.key("run", {"code": script.code, "final": final})
         node = self.store.node_by_key(key)
         if node is not None and node.status in (NodeStatus.DONE, NodeStatus.FAILED):
@@ -324,21 +389,20 @@ class Engine:
             data={"agent": agent.value, "label": script.label, "step_key": key, "final": final},
         )
         limits = ExecLimits(
-            timeout_s=self.budget.script_timeout(self.settings.script_timeout_s, final=final),
+            timeout_s=self.budget.script_timeout(self.settings.script_timeout_s, final=final, keep_s=keep_s),
             memory_mb=self.settings.resolved_memory_mb(),
             threads=self.settings.resolved_threads(),
             network=self.settings.network,
             processes=self.settings.max_processes,
             disk_mb=self.settings.disk_mb,
         )
-        job = ScriptJob(workdir=script_dir, limits=limits, hide=self._hidden(final))
+        job = ScriptJob(workdir=script_dir, limits=limits, hide=self._hidden(final), extra_env=env or {})
         skipped = script.info.get(SKIPPED)
         if skipped:
             # What a failed LLM step handed on is recorded as a failed script, never run.
             result = ExecResult(returncode=1, stderr=f"not run: {skipped}", executor="none")
         else:
             result = self._execute(job, node, step, lambda: self._reset_script_dir(script_dir, script, final))
-            self.budget.record_script(result.wall_s)
         error = failure_text(result, limits) or None
         if error is None and validator is not None:
             error = validator(script_dir)
@@ -349,6 +413,8 @@ class Engine:
         ok = error is None
         if check is not None:
             info = {**info, "score_source": check.source, "printed_score": check.printed}
+        if not skipped:
+            self._record_cost(result.wall_s, final, ok, parents or [], kind or _kind_of(agent))
         node = self.store.update_node(
             node.id,
             status=NodeStatus.DONE if ok else NodeStatus.FAILED,
@@ -358,7 +424,7 @@ class Engine:
             peak_memory_mb=result.peak_memory_mb,
             finished_at=time.time(),
             error=error[-4000:] if error else None,
-            info={**info, **ran_on(result), **_gpu_info(result)},
+            info={**info, **ran_on(result), **_gpu_info(result), "timed_out": result.timed_out},
         )
         for warning in [*result.warnings, *score_warnings(check, agent)]:
             self.publish(EventType.WARNING, warning, phase=phase, track=step.track, node_id=node.id)
@@ -427,6 +493,16 @@ class Engine:
             "executor is healthy"
         )
 
+    def _record_cost(
+        self, wall_s: float, final: bool, ok: bool, parents: list[int], kind: ScriptKind
+    ) -> None:
+        """Teach the clock what scripts cost; a final script also how much its solution's dev run took."""
+        self.budget.record_script(wall_s, "final" if final else kind)
+        if final and ok and parents:
+            source = self.store.get_node(parents[0])
+            if source is not None and source.wall_s and not source.info.get("final"):
+                self.budget.record_final(wall_s, source.wall_s)
+
     def _hidden(self, final: bool) -> list[Path]:
         """Paths a script must not read even by following its input symlinks back to the data."""
         store_files = [Path(f"{self.store.db_path}{suffix}") for suffix in ("", "-wal", "-shm")]
@@ -459,6 +535,15 @@ class Engine:
             if result.error is None:
                 break
             fix_step = step.at(f"debug{attempt}")
+            if not self.decide(fix_step, "start", lambda r=result: self._debug_pays(r, final)):
+                self.publish(
+                    EventType.WARNING,
+                    f"no time left to debug {script.label!r}",
+                    phase=step.phase.value,
+                    track=step.track,
+                    node_id=result.node_id,
+                )
+                break
             fixed = self.ask(
                 fix_step,
                 "code",
@@ -480,6 +565,7 @@ class Engine:
                 final=final,
                 validator=validator,
                 extra_info=extra_info,
+                kind=_kind_of(agent),
             )
         if result.error is not None:
             self.publish(
@@ -493,6 +579,16 @@ class Engine:
             self.consider_best(result, step.phase)
         return result
 
+    def _debug_pays(self, failed: ScoredScript, final: bool) -> bool:
+        """Whether a fix of ``failed`` can still run: a development fix must leave the final reserve,
+        and a fix of a script that ran out of time needs a longer timeout than the one it had."""
+        node = self.store.get_node(failed.node_id) if failed.node_id else None
+        timed_out = node is not None and bool(node.info.get("timed_out"))
+        timeout = self.budget.script_timeout(self.settings.script_timeout_s, final=final)
+        if timed_out and node is not None and timeout <= 1.05 * (node.wall_s or 0.0):
+            return False
+        return final or self.budget.fits_after(self.budget.typical_script_s())
+
     def context_for(self, track: int | None) -> BrainContext:
         """The brain context of a track (or the shared one)."""
         return self.ctx if track is None else self.ctx.for_track(track)
@@ -505,8 +601,10 @@ class Engine:
         self.store.set_meta("phase", phase.value)
         self.publish(EventType.PHASE_STARTED, message or phase.value, phase=phase.value)
 
-    def phase_finished(self, phase: Phase, message: str = "", **data: Any) -> None:
-        self.publish(EventType.PHASE_FINISHED, message or f"{phase.value} done", phase=phase.value, data=data)
+    def phase_finished(self, phase: Phase, message: str = "", data: dict[str, Any] | None = None) -> None:
+        self.publish(
+            EventType.PHASE_FINISHED, message or f"{phase.value} done", phase=phase.value, data=data or {}
+        )
 
 
 def failure_text(result: ExecResult, limits: ExecLimits) -> str:
@@ -541,3 +639,12 @@ def _gpu_info(result: ExecResult) -> dict[str, Any]:
     if not result.gpu:
         return {}
     return {"gpu": result.gpu, "gpu_memory_mb": round(result.peak_gpu_memory_mb, 1)}
+
+
+def _kind_of(agent: Agent) -> ScriptKind:
+    """What a script of ``agent`` costs like, for the clock."""
+    if agent == Agent.ABLATION:
+        return "ablation"
+    if agent == Agent.ENSEMBLE:
+        return "ensemble"
+    return "dev"

@@ -16,7 +16,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,8 +39,8 @@ from mlestar.exec.pool import Executor, LocalExecutor
 from mlestar.exec.workspace import build_input_dir, make_writable
 from mlestar.integrations import kaggle
 from mlestar.integrations.mlflow_tracking import make_tracker
-from mlestar.pipeline import phases
-from mlestar.pipeline.budget import Budget
+from mlestar.pipeline import evaluation, phases
+from mlestar.pipeline.budget import Budget, LoopPlan, script_allowance
 from mlestar.pipeline.control import ControlWatcher, install_signal_handlers
 from mlestar.pipeline.engine import Engine, RunStopped
 from mlestar.pipeline.split import write_folds
@@ -145,10 +144,10 @@ def brain_context(task: Task, settings: Settings, run_dir: Path, report: str) ->
     import pandas as pd
 
     folds = pd.read_csv(run_dir / FOLDS_PATH)
-    timeout = settings.script_timeout_s
-    if settings.time_limit_s is not None:
-        # training on media files needs longer scripts: a quarter of the run rather than a sixth
-        timeout = min(timeout, settings.time_limit_s / (4 if task.media is not None else 6))
+    n_dev = int(folds["dev"].sum())
+    timeout = script_allowance(
+        settings.time_limit_s, settings.script_timeout_s, LoopPlan.of(settings), final_rows_ratio(task, n_dev)
+    )
     hardware, _names = machine_hardware(settings.resolved_threads())
     return BrainContext(
         task=task,
@@ -156,13 +155,32 @@ def brain_context(task: Task, settings: Settings, run_dir: Path, report: str) ->
         hardware=hardware,
         seed=settings.seed,
         dev_max_rows=settings.dev_max_rows,
-        n_dev_rows=int(folds["dev"].sum()),
+        n_dev_rows=n_dev,
+        class_counts=_class_counts(task, folds),
         n_folds=int(folds["fold"].max()) + 1,
         script_timeout_s=timeout,
         threads=settings.resolved_threads(),
         gpu=bool(resolve_gpus(settings.gpus)),
         available_packages=[name for name in ML_PACKAGES if importlib.util.find_spec(name) is not None],
     )
+
+
+def final_rows_ratio(task: Task, n_dev_rows: int) -> float:
+    """How many more rows the final script learns from than a development script."""
+    return max(1.0, (task.n_train_rows or n_dev_rows) / max(1, n_dev_rows))
+
+
+def _class_counts(task: Task, folds: Any) -> dict[str, int]:
+    """Development rows per class (classification), so brains can judge how noisy a hold-out is."""
+    if task.task_type.value not in ("binary", "multiclass"):
+        return {}
+    from mlestar.pipeline.split import read_train_columns
+
+    labels = read_train_columns(task, [task.target])[task.target]
+    if len(labels) != len(folds):
+        return {}
+    counts = labels[folds["dev"].to_numpy() == 1].dropna().astype(str).value_counts()
+    return {str(label): int(count) for label, count in counts.items()}
 
 
 def create_run(
@@ -345,7 +363,13 @@ def execute(
     store.set_status(RunStatus.RUNNING)
     own_executor = executor is None
     executor = executor or make_executor(settings)
-    budget = Budget(settings.time_limit_s, spent_before_s=float(store.get_meta("active_s", 0.0)))
+    budget = Budget(
+        settings.time_limit_s,
+        spent_before_s=float(store.get_meta("active_s", 0.0)),
+        plan=LoopPlan.of(settings),
+        final_rows_ratio=final_rows_ratio(task, ctx.n_dev_rows),
+        allowance_s=ctx.script_timeout_s,
+    )
     store.set_meta("brain", settings.brain_name if settings.llm else brain.name)
     engine = Engine(
         store=store,
@@ -359,6 +383,8 @@ def execute(
         inputs={False: store.run_dir / DEV_INPUT, True: store.run_dir / FINAL_INPUT},
         hidden=lambda final: private_paths(task, final=final),
     )
+    if settings.target_score is not None:
+        engine.goal_reached = evaluation.GoalWatch(engine, settings.target_score)
     store.set_meta(
         "budget",
         {
@@ -421,7 +447,7 @@ def execute(
             store.update_node(node.id, status=NodeStatus.PENDING)
         store.set_status(status)
     store.set_meta("stop_reason", stop_reason)
-    result = finish(store, bus, task, settings, budget.elapsed(), status, stop_reason, engine.pause_reason)
+    result = finish(store, bus, task, settings, budget, status, stop_reason, engine.pause_reason)
     if status == RunStatus.FINISHED:
         bus.publish(
             EventType.RUN_FINISHED,
@@ -462,24 +488,28 @@ def _submit_best_so_far(engine: Engine) -> None:
 
 
 def _all_phases(engine: Engine, *, searcher: phases.Searcher | None) -> None:
-    settings = engine.settings
     winners = phases.initial_solutions(engine, searcher)
     best = engine.best_of(winners)
     if best is not None:  # a valid submission exists from here on
         phases.publish_if_better(engine, Step(Phase.SEARCH, None, ("submit",)), [best])
     engine.phase_started(Phase.REFINE, "ablation-guided refinement")
-    with ThreadPoolExecutor(max_workers=settings.num_tracks) as pool:
-        refined = list(pool.map(lambda args: phases.refine_track(engine, *args), enumerate(winners)))
+    tracks = phases.refine_tracks(engine, winners)
     engine.phase_finished(
-        Phase.REFINE, data={"tracks": [{"node_id": r.node_id, "score": r.score} for r in refined]}
+        Phase.REFINE, data={"tracks": [{"node_id": t.best.node_id, "score": t.best.score} for t in tracks]}
     )
     engine.phase_started(Phase.ENSEMBLE, "planned ensembling")
-    ensembled = phases.ensemble(engine, refined)
+    ensembled = phases.ensemble(engine, [t.best for t in tracks])
     engine.phase_finished(Phase.ENSEMBLE, data={"best": ensembled.score if ensembled else None})
+    ensembled = phases.extension_passes(engine, tracks, ensembled)
     engine.phase_started(Phase.SUBMIT, "final submission")
-    candidates: list[ScoredScript] = [*refined, *([ensembled] if ensembled else [])]
-    phases.publish_if_better(engine, Step(Phase.SUBMIT, None, ("submit",)), candidates)
-    engine.phase_finished(Phase.SUBMIT)
+    candidates: list[ScoredScript] = [*(t.best for t in tracks), *([ensembled] if ensembled else [])]
+    pick = evaluation.pick_final(engine, candidates)
+    chosen = pick.evaluation.model_dump(mode="json") if pick.evaluation else None
+    if chosen is not None:
+        engine.store.set_meta("final_evaluation", chosen)
+    trusted = pick.ordered[0] if pick.by_mean else None
+    phases.publish_first_better(engine, Step(Phase.SUBMIT, None, ("submit",)), pick.ordered, trusted=trusted)
+    engine.phase_finished(Phase.SUBMIT, data={"final_evaluation": chosen})
 
 
 def run(

@@ -18,7 +18,7 @@ from mlestar.task.media import class_folder_rows
 N_FOLDS = 5
 
 
-def _read_train_columns(task: Task, columns: list[str]) -> pd.DataFrame:
+def read_train_columns(task: Task, columns: list[str]) -> pd.DataFrame:
     path = task.data_path(task.train_file)
     if task.media is not None and task.media.layout == "class_folders":
         # the rows are the folder's files in sorted order, labelled by their folder
@@ -77,7 +77,7 @@ def make_folds(task: Task, *, seed: int, n_folds: int = N_FOLDS, dev_max_rows: i
     for column in (task.group_column, task.time_column):
         if column:
             wanted.append(column)
-    frame = _read_train_columns(task, wanted)
+    frame = read_train_columns(task, wanted)
     n = len(frame)
     if n < n_folds * 2:
         raise TaskError(f"the train file has only {n} rows; at least {n_folds * 2} are needed")

@@ -13,11 +13,14 @@ from mlestar.core.events import EventBus, EventType
 from mlestar.core.steps import Agent
 from mlestar.core.task import Task
 from mlestar.metrics import get_metric
+from mlestar.pipeline.budget import Budget
 from mlestar.settings import Settings
 from mlestar.store import NodeStatus, RunStatus, RunStore
 
 SOLUTION_NAME = "solution.py"
 SUMMARY_NAME = "summary.json"
+FULL_USE = 0.9  # a run that used this share of its time limit used its budget
+NOT_SOLUTIONS = (Agent.ABLATION.value, Agent.SUBMISSION.value, Agent.EVALUATION.value)
 
 
 class RunResult(BaseModel):
@@ -34,8 +37,12 @@ class RunResult(BaseModel):
     solution_path: Path | None
     report_path: Path | None
     summary_path: Path | None
-    stop_reason: str | None = None  # "user", "budget" or "llm" (the run stopped itself) when stopped
+    stop_reason: str | None = None  # "user", "budget", "llm" or "infrastructure" when stopped
     stop_detail: str | None = None  # why, in one line, when the run stopped itself
+    # the chosen solution validated with several seeds: seeds, mean, std, ci95 [low, high], ...
+    final_evaluation: dict[str, Any] | None = None
+    goal: dict[str, Any] | None = None  # the target score, and whether and when it was reached
+    time_used: dict[str, Any] = {}  # share of the time limit used, and why the run ended when it did
 
 
 def _scores_by_phase(store: RunStore, task: Task) -> dict[str, Any]:
@@ -45,10 +52,45 @@ def _scores_by_phase(store: RunStore, task: Task) -> dict[str, Any]:
         entry = by_phase.setdefault(node.phase, {"scripts": 0, "failed": 0, "best": None})
         entry["scripts"] += 1
         entry["failed"] += node.status == NodeStatus.FAILED
-        measured = node.agent not in (Agent.ABLATION.value, Agent.SUBMISSION.value)
+        measured = node.agent not in NOT_SOLUTIONS
         if measured and node.score is not None and metric.is_better(node.score, entry["best"]):
             entry["best"] = node.score
     return by_phase
+
+
+def time_used(
+    store: RunStore, settings: Settings, budget: Budget, status: RunStatus, stop_reason: str | None
+) -> dict[str, Any]:
+    """How much of its time a run used and, when it ended early, why (as its loops recorded it)."""
+    elapsed = budget.elapsed()
+    endings = dict(store.get_meta("loop_endings") or {})
+    goal = store.get_meta("goal") or {}
+    limit = settings.time_limit_s
+    share = elapsed / limit if limit else None
+    if status != RunStatus.FINISHED:
+        reason = {"user": "stopped by the user", "budget": "the LLM budget ran out"}.get(
+            stop_reason or "", f"the run {status.value}"
+        )
+    elif goal.get("reached"):
+        reason = f"target score {goal['target_score']:g} reached"
+    elif limit is None:
+        reason = "no time limit: the paper's loops are done"
+    elif share is not None and share >= FULL_USE:
+        reason = "time limit"
+    elif not settings.extend:
+        reason = "the paper's loops are done and extension is off"
+    else:
+        finished = "; ".join(f"{loop}: {why}" for loop, why in sorted(endings.items()))
+        reason = f"every loop finished: {finished}"
+    return {
+        "time_spent_s": round(elapsed, 1),
+        "time_limit_s": limit,
+        "share": round(share, 3) if share is not None else None,
+        "extended": settings.extend and limit is not None,
+        "ended_because": reason,
+        "loops": endings,
+        "clock": budget.snapshot(),
+    }
 
 
 def finish(
@@ -56,12 +98,13 @@ def finish(
     bus: EventBus,
     task: Task,
     settings: Settings,
-    elapsed_s: float,
+    budget: Budget,
     status: RunStatus,
     stop_reason: str | None,
     stop_detail: str | None = None,
 ) -> RunResult:
     """Write the summary and the report of a run that ended (or stopped) and describe the result."""
+    elapsed_s = budget.elapsed()
     run_dir = store.run_dir
     nodes = store.nodes()
     best = store.get_meta("best") or {}
@@ -79,6 +122,9 @@ def finish(
         "scores_by_phase": _scores_by_phase(store, task),
         "time_spent_s": round(elapsed_s, 1),
         "time_limit_s": settings.time_limit_s,
+        "time_used": time_used(store, settings, budget, status, stop_reason),
+        "final_evaluation": final_evaluation(store),
+        "goal": store.get_meta("goal"),
         "scripts_run": len(nodes),
         "scripts_failed": sum(n.status == NodeStatus.FAILED for n in nodes),
         "brain": store.get_meta("brain"),
@@ -116,4 +162,28 @@ def finish(
         summary_path=summary_path,
         stop_reason=stop_reason,
         stop_detail=stop_detail,
+        final_evaluation=summary["final_evaluation"],
+        goal=summary["goal"],
+        time_used=summary["time_used"],
     )
+
+
+def final_evaluation(store: RunStore) -> dict[str, Any] | None:
+    """The chosen solution's multi-seed evaluation, and whether the submission came from it."""
+    chosen = store.get_meta("final_evaluation")
+    if not chosen:
+        return None
+    submission = store.get_meta("submission") or {}
+    return {
+        "node_id": chosen["node_id"],
+        "label": chosen.get("label", ""),
+        "seeds": len(chosen["scores"]),
+        "seed_values": chosen["seeds"],
+        "scores": chosen["scores"],
+        "mean": chosen["mean"],
+        "std": chosen["std"],
+        "ci95": chosen["ci95"],
+        "includes_selected_run": chosen.get("includes_selected_run", False),
+        "note": chosen.get("note", ""),
+        "submitted": submission.get("source_node_id") == chosen["node_id"],
+    }

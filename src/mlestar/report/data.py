@@ -25,7 +25,7 @@ PHASES: dict[str, str] = {
     "phase4": "Submission",
 }
 # Scripts whose score is not a candidate solution's: kept off the score chart.
-NOT_SOLUTIONS = frozenset({"ablation"})
+NOT_SOLUTIONS = frozenset({"ablation", "evaluation"})  # evaluation: seed re-runs of a solution
 LIFECYCLE = (
     EventType.RUN_STARTED,
     EventType.RUN_RESUMED,

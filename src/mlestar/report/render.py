@@ -108,6 +108,28 @@ def _bar_width(delta: float, effects: dict[str, float]) -> int:
     return 0 if not largest else max(1, round(120 * abs(delta) / largest))
 
 
+def confidence(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(title, value, detail) for how sure the run is: the multi-seed evaluation of the chosen
+    solution, the target score, and how much of its time the run used and why it ended."""
+    rows = []
+    final = summary.get("final_evaluation") or {}
+    if final.get("ci95"):
+        low, high = final["ci95"]
+        rows.append(("final evaluation", f"{fmt(final['mean'])} ± {fmt(final['std'])}",
+                     f"95% interval {fmt(low)} to {fmt(high)} over {final['seeds']} seeds"
+                     f" of solution #{final['node_id']}" + (" (submitted)" if final.get("submitted") else "")))
+    elif final:
+        rows.append(("final evaluation", fmt(final.get("mean")), final.get("note") or "one score only"))
+    goal = summary.get("goal") or {}
+    if goal:
+        reached = f"reached after {duration(goal.get('at_s'))}" if goal.get("reached") else "not reached"
+        rows.append((f"target {fmt(goal['target_score'])}", reached, ""))
+    used = summary.get("time_used") or {}
+    if used.get("share") is not None:
+        rows.append(("time used", f"{used['share']:.0%}", str(used.get("ended_because", ""))))
+    return rows
+
+
 def render_html(report: RunReport) -> str:
     template = _environment().get_template("report.html.j2")
     return template.render(
@@ -119,6 +141,7 @@ def render_html(report: RunReport) -> str:
         n_failed=sum(row.status.value == "failed" for row in report.tree),
         task_rows=task_rows(report.task),
         phase_rows=phase_rows(report.summary),
+        confidence=confidence(report.summary),
         labels={row.id: f"{row.agent} {row.label}".strip() for row in report.tree},
         bar_width=_bar_width,
         ran_on=executor_counts(report.tree),
@@ -170,6 +193,8 @@ def render_markdown(report: RunReport) -> str:
             f"- Submission: `submission.csv` (from script #{report.submission.get('source_node_id')},"
             f" validation {fmt(report.submission.get('dev_score'))})"
         )
+    out += [f"- {title.capitalize()}: **{value}**" + (f" ({detail})" if detail else "")
+            for title, value, detail in confidence(report.summary)]
     out += ["", "## Task", "", "| | |", "|---|---|"]
     out += [f"| {key} | {_cell(value)} |" for key, value in task_rows(task)]
     if report.data_report:

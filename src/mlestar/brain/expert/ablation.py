@@ -151,11 +151,22 @@ def _no_class_weight(spec: SolutionSpec) -> SolutionSpec | None:
 
 def _no_char_ngrams(spec: SolutionSpec) -> SolutionSpec | None:
     first = spec.models[0]
-    if first.card != "tfidf_logreg" or not first.params.get("use_char", True):
+    if not first.params.get("use_char", False):
         return None
     new = spec.copy_deep()
     new.models[0].params["use_char"] = False
     return new
+
+
+def _without_group(group: str) -> Variant:
+    def variant(spec: SolutionSpec) -> SolutionSpec | None:
+        if group not in spec.features.groups or len(spec.features.groups) < 2:
+            return None  # alone it is what "engineered_features" measures
+        new = spec.copy_deep()
+        new.features.groups = [g for g in spec.features.groups if g != group]
+        return new
+
+    return variant
 
 
 def _faster_learning(spec: SolutionSpec) -> SolutionSpec | None:
@@ -234,6 +245,11 @@ COMPONENTS: dict[str, Component] = {c.id: c for c in (
               ("fold_bagging", "seed_bagging")),
     Component("class_weight", "model", "without class weights", _no_class_weight, ("class_weight",)),
     Component("text_columns", "model", "without the text columns", _drop_columns(lambda f: f.text_cols)),
+    Component("stacked_text_model", "feature_engineering", "without the stacked text model's predictions",
+              _without_group("text_oof"),
+              ("add_text_oof", "text_model_weaker_reg", "text_model_stronger_reg")),
+    Component("text_svd", "feature_engineering", "without the n-gram SVD components",
+              _without_group("text_svd"), ("add_text_svd", "more_text_components", "fewer_text_components")),
     Component("char_ngrams", "model", "word n-grams only, no character n-grams", _no_char_ngrams, ("toggle_chars",)),
     Component("top_numeric_columns", "feature_engineering", "without the strongest numeric columns ({top_numeric})",
               _drop_columns(lambda f: f.top_numeric[:2])),

@@ -116,7 +116,12 @@ def _cuda_memory(spec: SolutionSpec, match: re.Match[str], ctx: BrainContext) ->
 
 def _timeout(spec: SolutionSpec, match: re.Match[str], ctx: BrainContext) -> SolutionSpec | None:
     new = _lighter(spec, 0.4)
+    # Text features cost time of their own: fewer n-grams, and no SVD of them.
+    new.features.ngram_vocabulary = max(5000, new.features.ngram_vocabulary // 4)
+    new.features.groups = [g for g in new.features.groups if g != "text_svd"]
     for m in new.models:
+        if m.params.get("tune"):
+            m.params["tune"] = False  # one fit instead of a search over the regularisation
         rate = learning_rate_key(m)
         if rate is not None:
             m.params[rate] = min(0.3, round(m.params[rate] * 2, 4))

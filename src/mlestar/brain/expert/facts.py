@@ -7,6 +7,7 @@ gives the same facts and therefore the same scripts.
 from __future__ import annotations
 
 import importlib.util
+import re
 
 from pydantic import BaseModel, Field
 
@@ -16,6 +17,22 @@ from mlestar.core.task import FileRole, Task, TaskType
 # At or below this many development rows a script scores every fold out of fold rather than fold 0
 # alone: a fifth of a small table is too few rows to rank solutions, and refinement would chase noise.
 SMALL_TABLE_ROWS = 3000
+# Larger tables are scored out of fold too while fold 0 holds too little evidence to rank solutions:
+# fewer rows outside the majority class (the positives of a binary task) than this, or fewer rows
+# for a regression, and while the extra fits are affordable.
+MIN_FOLD_EVIDENCE = {"classification": 250, "rows": 1000}
+OOF_MAX_ROWS = 100_000  # beyond this the final script's pass over every fold is never worth it
+# A reference fit (a boosted model that early-stops after a few hundred rounds) costs about this
+# many seconds per million cells per thread and tree, plus a fixed part; scoring every fold pays
+# one per fold, out of the share of the script's time its models may train.
+REFERENCE_FIT_S_PER_MCELL = 0.5
+REFERENCE_FIT_FIXED_S = 0.3
+TRAIN_TIME_SHARE = 0.3
+
+# A categorical column with this many levels whose values read like words (names, titles) is also
+# read as n-grams by the text features: its levels are too many to learn one by one.
+NGRAM_MIN_LEVELS = 200
+_WORDY = re.compile(r"[^\W\d_]{2}")
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".csv.gz", ".tsv.gz", ".csv.zip", ".json", ".jsonl")
 
@@ -62,6 +79,7 @@ class TaskFacts(BaseModel):
     aux_files: list[str] = Field(default_factory=list)  # auxiliary tables a script may join
     modality: str = "tabular"
     text_cols: list[str] = Field(default_factory=list)
+    ngram_cols: list[str] = Field(default_factory=list)  # read as n-grams: text and word-like categoricals
     cat_cols: list[str] = Field(default_factory=list)
     date_cols: list[str] = Field(default_factory=list)
     numeric_cols: list[str] = Field(default_factory=list)
@@ -150,6 +168,45 @@ def package_available(package: str, available: list[str]) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
+def fold_evidence(ctx: BrainContext, n_rows: int) -> float:
+    """What one fold holds to rank solutions by: rows outside the majority class (classification,
+    from the context's class counts) or plain rows."""
+    folds = max(2, ctx.n_folds)
+    counts = list(ctx.class_counts.values())
+    if counts and ctx.task.task_type in (TaskType.BINARY, TaskType.MULTICLASS):
+        return (sum(counts) - max(counts)) / folds
+    return n_rows / folds
+
+
+def scores_every_fold(
+    ctx: BrainContext, n_rows: int, n_features: int, n_outputs: int, *, media: bool = False
+) -> bool:
+    """Whether development scripts score every fold out of fold instead of fold 0 alone.
+
+    Yes on small tables; on larger ones while fold 0 is too thin to rank solutions (few positives,
+    few rows) and the extra fits cost little against the script's time. Never on a time-ordered
+    split (earlier folds would be predicted from the future). The final script repeats the scoring
+    on every train row, so the cost counts the train file's rows."""
+    task = ctx.task
+    if task.time_column:
+        return False
+    rows = max(n_rows, task.n_train_rows or 0)
+    if media:  # decoding makes every fit dear: out of fold on small sets only
+        return rows <= SMALL_MEDIA_ROWS
+    if rows <= SMALL_TABLE_ROWS:
+        return True
+    if rows > OOF_MAX_ROWS:
+        return False
+    classification = bool(ctx.class_counts) and task.task_type in (TaskType.BINARY, TaskType.MULTICLASS)
+    needed = MIN_FOLD_EVIDENCE["classification" if classification else "rows"]
+    if fold_evidence(ctx, n_rows) >= needed:
+        return False
+    cells = rows * max(1, n_features) / 1e6
+    per_thread = REFERENCE_FIT_S_PER_MCELL * cells * max(1, n_outputs) / max(1, ctx.threads)
+    fit_s = REFERENCE_FIT_FIXED_S + per_thread
+    return max(2, ctx.n_folds) * fit_s <= TRAIN_TIME_SHARE * ctx.script_timeout_s
+
+
 def task_facts(ctx: BrainContext) -> TaskFacts:
     task = ctx.task
     metric, lower, needs_proba = _metric_info(task)
@@ -176,6 +233,13 @@ def task_facts(ctx: BrainContext) -> TaskFacts:
         p = profiles[name]
         return (-(min(p.n_unique, 1000) * (1.0 - p.missing_share)), name)
 
+    wordy = [
+        c
+        for c in cats
+        if c in profiles
+        and profiles[c].n_unique >= NGRAM_MIN_LEVELS
+        and sum(bool(_WORDY.search(e)) for e in profiles[c].examples) * 2 > len(profiles[c].examples)
+    ]
     top_numeric = sorted((c for c in numeric if profiles[c].n_unique > 10), key=numeric_rank)[:4]
     by_card = sorted(cats, key=lambda c: (profiles[c].n_unique if c in profiles else 0, c))
     top_cats = [c for c in by_card if c in profiles and 2 <= profiles[c].n_unique <= 200][:3]
@@ -188,12 +252,11 @@ def task_facts(ctx: BrainContext) -> TaskFacts:
         if f.role is FileRole.AUXILIARY and f.format != "dir" and is_table(f.path)
     )
     n_rows = ctx.n_dev_rows or min(task.n_train_rows or ctx.dev_max_rows, ctx.dev_max_rows)
-    # Time-ordered folds stay a single hold-out: scoring earlier folds would train on the future.
-    # The final script repeats the development scoring on every train row, so both must be small.
     media = media_facts(ctx)
-    small_rows = SMALL_MEDIA_ROWS if media is not None else SMALL_TABLE_ROWS
-    small = max(n_rows, task.n_train_rows or 0) <= small_rows and not task.time_column
-    score_folds = list(range(max(2, ctx.n_folds))) if small else [0]
+    n_classes = len(task.classes) if task.task_type is TaskType.MULTICLASS else 1
+    outputs = max(n_classes, len(targets))
+    every_fold = scores_every_fold(ctx, n_rows, len(features), outputs, media=media is not None)
+    score_folds = list(range(max(2, ctx.n_folds))) if every_fold else [0]
     if media is not None:  # the files are the features: the train table's columns name them
         features, text, cats, dates, numeric, drop = [], [], [], [], [], []
         top_numeric, top_cats, high_card = [], [], []
@@ -212,6 +275,7 @@ def task_facts(ctx: BrainContext) -> TaskFacts:
         aux_files=aux,
         modality=task.modality.value,
         text_cols=text,
+        ngram_cols=text + wordy,
         cat_cols=cats,
         date_cols=dates,
         numeric_cols=numeric,

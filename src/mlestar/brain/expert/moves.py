@@ -199,7 +199,7 @@ def _text_ngrams(spec: SolutionSpec) -> SolutionSpec | None:
 
 def _text_chars(spec: SolutionSpec) -> SolutionSpec | None:
     def change(m: ModelSpec) -> bool:
-        if m.card != "tfidf_logreg":
+        if "use_char" not in m.params:
             return False
         m.params["use_char"] = not m.params.get("use_char", True)
         return True
@@ -273,6 +273,8 @@ def _feature_group(group: str) -> Apply:
             "row_stats": len(f.numeric_cols) >= 3,
             "log_skewed": len(f.numeric_cols) >= 1,
             "value_counts": len(f.numeric_cols) >= 1,
+            "text_oof": bool(f.ngram_cols),
+            "text_svd": bool(f.ngram_cols),
         }
         if not usable.get(group, False):
             return None
@@ -294,7 +296,27 @@ FEATURE_GROUP_TEXT = {
     "row_stats": "add row-wise mean / std / min / max of the numeric columns",
     "log_skewed": "add log1p copies of long-tailed non-negative numbers",
     "value_counts": "add how often each numeric value occurs (frequency of values)",
+    "text_oof": "stack a TF-IDF linear model's out-of-fold predictions from the text as features",
+    "text_svd": "add the leading SVD components of the word and character n-grams as features",
 }
+
+
+def _text_setting(group: str, name: str, factor: float, low: float, high: float) -> Apply:
+    """Scale one setting of a text feature group (only where the group is on)."""
+
+    def apply(spec: SolutionSpec) -> SolutionSpec | None:
+        if group not in spec.features.groups:
+            return None
+        current = getattr(spec.features, name)
+        value = max(low, min(high, current * factor))
+        value = round(value) if isinstance(current, int) else round(value, 6)
+        if value == current:
+            return None
+        new = spec.copy_deep()
+        setattr(new.features, name, value)
+        return new
+
+    return apply
 
 
 def _drop_last_group(spec: SolutionSpec) -> SolutionSpec | None:
@@ -626,7 +648,18 @@ CATALOGUE: dict[str, list[Move]] = {
         Move(f"add_{g}", "feature_engineering", text, _feature_group(g), "drop_last_group")
         for g, text in FEATURE_GROUP_TEXT.items()
     ]
-    + [Move("drop_last_group", "feature_engineering", "remove the most recently added feature group", _drop_last_group)],
+    + [
+        Move("text_model_weaker_reg", "feature_engineering", "a less regularised stacked text model (C x4)",
+             _text_setting("text_oof", "text_c", 4.0, 0.01, 100.0), "text_model_stronger_reg"),
+        Move("text_model_stronger_reg", "feature_engineering", "a more regularised stacked text model (C/4)",
+             _text_setting("text_oof", "text_c", 0.25, 0.01, 100.0), "text_model_weaker_reg"),
+        Move("more_text_components", "feature_engineering", "twice as many n-gram SVD components",
+             _text_setting("text_svd", "text_svd_components", 2.0, 4, 256), "fewer_text_components"),
+        Move("fewer_text_components", "feature_engineering", "half as many n-gram SVD components",
+             _text_setting("text_svd", "text_svd_components", 0.5, 4, 256), "more_text_components"),
+        Move("drop_last_group", "feature_engineering", "remove the most recently added feature group",
+             _drop_last_group),
+    ],
     "categorical_encoding": [
         Move("target_encoding", "categorical_encoding", "add fold-safe (out-of-fold, smoothed) target encoding",
              _extra_encoding("target"), "drop_last_encoding"),

@@ -77,7 +77,12 @@ def _refined_names(refined_blocks: list[str]) -> set[str]:
     return names
 
 
-def choose_block(spec: SolutionSpec, code: str, summary: AblationSummary | None, refined: list[str]) -> str | None:
+def choose_block(
+    spec: SolutionSpec, code: str, summary: AblationSummary | None, refined: list[str], variant: int = 0
+) -> str | None:
+    """The block to refine: not refined yet on this track, then the largest ablation effect, then
+    the usual priority. An odd track starts with the runner-up block, so two tracks do not refine
+    the same block first."""
     present = find_blocks(code)
     candidates = [b for b in refinable_blocks(spec) if b in present and applicable(spec, b)]
     if not candidates:
@@ -89,7 +94,11 @@ def choose_block(spec: SolutionSpec, code: str, summary: AblationSummary | None,
         # without ablation evidence a join block comes after the fixed ones
         return b in done, -impacts.get(b, 0.0), _PRIORITY.index(b) if b in _PRIORITY else len(_PRIORITY)
 
-    return min(candidates, key=rank)
+    ranked = sorted(candidates, key=rank)
+    fresh = [b for b in ranked if b not in done]
+    if variant % 2 == 1 and not done and len(fresh) >= 2:
+        return fresh[1]
+    return ranked[0]
 
 
 def _plan(spec: SolutionSpec, block: str, move: Move, start: dict[str, Any], chain: list[str],
@@ -127,10 +136,14 @@ def _move(block: str, move_id: str) -> Move:
 
 
 def _catalogue_order(block: str, variant: int) -> list[str]:
-    """Move ids in catalogue order; another track starts from another of the top three moves."""
+    """Move ids in catalogue order for track 0; an odd track takes every other move first (the 2nd,
+    4th, ...), so two tracks try different moves from the start; later tracks also rotate the top
+    three."""
     ids = [m.id for m in moves_for(block)]
+    if variant % 2 == 1:
+        ids = ids[1::2] + ids[0::2]
     top, rest = ids[:3], ids[3:]
-    shift = variant % len(top) if top else 0
+    shift = (variant // 2) % len(top) if top else 0
     return top[shift:] + top[:shift] + rest
 
 
@@ -194,7 +207,7 @@ def extract(script: ScoredScript, summary: AblationSummary | None, refined: list
     code = script.script.code
     if spec is None:
         return _opaque_block(code)
-    name = choose_block(spec, code, summary, refined)
+    name = choose_block(spec, code, summary, refined, variant)
     if name is None:
         return _opaque_block(code)
     plan = next_plan(spec, name, [], script.score, variant)

@@ -52,6 +52,22 @@ def round_budget(card_name: str, facts: TaskFacts, share: float = 1.0, cap: int 
     return min(rounds, cap) if cap else rounds
 
 
+# A text model's fit costs about this many seconds per training document (vectorising word and
+# character n-grams dominates); choosing its regularisation on 3 inner folds about triples it.
+TEXT_FIT_S_PER_ROW = 1e-3
+TEXT_TUNING_FACTOR = 3.0
+
+
+def text_fit_s(facts: TaskFacts, tune: bool) -> float:
+    """Rough seconds of one fit of a text model on the development rows."""
+    return facts.n_rows * TEXT_FIT_S_PER_ROW * (TEXT_TUNING_FACTOR if tune else 1.0)
+
+
+def text_tuning_affordable(facts: TaskFacts) -> bool:
+    """Whether a text model may search its regularisation within half the script's time."""
+    return len(facts.score_folds) * text_fit_s(facts, tune=True) <= 0.5 * facts.timeout_s
+
+
 def learning_rate_for(rounds: int, default: float) -> float:
     """A learning rate that lets boosting converge within ``rounds``: small budgets learn faster."""
     if rounds >= 2500:
@@ -74,6 +90,8 @@ def estimated_script_s(model_cards: list[str], facts: TaskFacts, rounds: list[in
         if card.uses_rounds:
             # early stopping usually ends boosting well before the cap
             total += fits * _round_cost_s(card_name, facts) * n * (0.5 if card.family != "forest" else 1.0)
+        elif card.family == "text_linear":
+            total += fits * text_fit_s(facts, tune=text_tuning_affordable(facts))
         else:
-            total += fits * (2e-6 * facts.n_rows * max(1, facts.n_features) + (20.0 if card.family == "text_linear" else 2.0))
+            total += fits * (2e-6 * facts.n_rows * max(1, facts.n_features) + 2.0)
     return total

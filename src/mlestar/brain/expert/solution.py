@@ -11,7 +11,7 @@ from mlestar.brain.expert.cards import CARDS
 from mlestar.brain.expert.facts import TaskFacts, task_facts
 from mlestar.brain.expert.neural import fit_seconds
 from mlestar.brain.expert.render import render_block, spec_state, to_script
-from mlestar.brain.expert.sizing import learning_rate_for, round_budget
+from mlestar.brain.expert.sizing import learning_rate_for, round_budget, text_tuning_affordable
 from mlestar.brain.expert.spec import (
     CleaningSpec,
     EncodingSpec,
@@ -30,12 +30,19 @@ LOG_METRICS = ("rmsle", "msle", "mean_squared_log_error")
 
 
 def default_features(facts: TaskFacts, card_name: str) -> FeatureSpec:
-    """Features any good first draft has: calendar parts of dates, shape of text for tree models."""
+    """Features any good first draft has: calendar parts of dates; for tree models, the shape of the
+    text and a text model's out-of-fold predictions (stacking), and on text tasks the n-grams'
+    leading SVD components too, next to the tabular columns."""
     groups = []
+    family = CARDS[card_name].family
     if facts.date_cols:
         groups.append("datetime_parts")
-    if facts.text_cols and CARDS[card_name].family not in ("text_linear",):
+    if facts.text_cols and family not in ("text_linear",):
         groups.append("text_stats")
+    if facts.ngram_cols and family in ("gbdt", "forest"):
+        groups.append("text_oof")
+        if facts.is_text:
+            groups.append("text_svd")
     return FeatureSpec(
         groups=groups,
         ratio_cols=list(facts.top_numeric),
@@ -49,6 +56,8 @@ def model_spec(card_name: str, facts: TaskFacts, *, key: str | None = None, shar
     """A card's starting configuration, sized to its share of the script's time budget."""
     card = CARDS[card_name]
     params = dict(card.params)
+    if "tune" in params:
+        params["tune"] = text_tuning_affordable(facts)
     rounds = round_budget(card_name, facts, share, cap) if card.uses_rounds else 0
     lr_key = card.knobs.learning_rate
     if lr_key is not None and lr_key in params:

@@ -47,6 +47,10 @@ class FeatureSpec(BaseModel):
     ratio_cols: list[str] = Field(default_factory=list)
     group_pairs: list[list[str]] = Field(default_factory=list)  # [categorical, numeric]
     interaction_cats: list[str] = Field(default_factory=list)
+    # text groups (text_oof: stacked text-model predictions; text_svd: n-gram SVD components)
+    ngram_vocabulary: int = 100_000
+    text_c: float = 2.0
+    text_svd_components: int = 32
 
 
 class ModelSpec(BaseModel):

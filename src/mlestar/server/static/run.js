@@ -218,6 +218,7 @@ class RunPage {
       card("brain", d.brain || "–", d.phase && this.isLive() ? `now in ${d.phase}` : ""),
       card("submission", d.files?.["submission.csv"] ? "written" : "not yet",
         d.submission?.dev_score !== undefined ? `validation ${score(d.submission.dev_score)}` : ""),
+      ...confidenceCards(d.summary),
     );
     fill(e.phases, (d.phases || []).map((p) =>
       h("li", { class: `phase ${p.state}`, "data-phase": p.name, "data-state": p.state },
@@ -366,6 +367,28 @@ class RunPage {
     this.el.events.prepend(item);
     while (this.el.events.children.length > MAX_LOG) this.el.events.lastChild.remove();
   }
+}
+
+// How sure the run is: the final solution's multi-seed evaluation, the target score, the time used.
+function confidenceCards(summary) {
+  const cards = [];
+  const final = summary?.final_evaluation;
+  if (final?.ci95) {
+    cards.push(card("final evaluation", h("span", { id: "final-mean" }, `${score(final.mean)} ± ${score(final.std)}`),
+      `95% interval ${score(final.ci95[0])} – ${score(final.ci95[1])} over ${final.seeds} seeds`));
+  } else if (final) {
+    cards.push(card("final evaluation", score(final.mean), final.note || "one score only"));
+  }
+  const goal = summary?.goal;
+  if (goal) {
+    cards.push(card(`target ${score(goal.target_score)}`, goal.reached ? "reached" : "not reached",
+      goal.reached ? `after ${duration(goal.at_s)}` : ""));
+  }
+  const used = summary?.time_used;
+  if (used?.share !== null && used?.share !== undefined) {
+    cards.push(card("time used", `${Math.round(used.share * 100)}%`, used.ended_because || ""));
+  }
+  return cards;
 }
 
 function card(label, value, sub) {
