@@ -84,8 +84,10 @@ def test_every_prompt_carries_the_task_data_report_and_contract(
         code=BASE,
         block="x = 1",
         plan="p",
+        base_label="lightgbm",
         base_code=BASE,
         base_score="0.9",
+        addition_label="catboost",
         addition_code=BASE,
         addition_score="0.8",
         reason="r",
@@ -120,6 +122,8 @@ def test_every_prompt_carries_the_task_data_report_and_contract(
     )
     assert "dev == 1" in dev and "Do not read the test file" in dev
     assert "complete script in one ```python block" in dev
+    merger = brain.prompts.render("merger", variables)[1]["content"]
+    assert "## Base solution: lightgbm (" in merger and "## Solution to integrate: catboost (" in merger
     coder = brain.prompts.render("coder", variables)[1]["content"]
     assert "rewritten block only" in coder and "complete script" not in coder
 

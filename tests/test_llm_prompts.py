@@ -149,6 +149,7 @@ def test_the_data_profile_names_no_path_outside_the_input_folder(tmp_path: Path)
     # Auxiliary tables come with their columns' dtypes and missing shares.
     assert "- cities.csv (auxiliary, 4 rows x 2 columns)" in report
     assert "  - population: float64, numeric, missing 0.0%" in report
+    assert "- folds.csv (the run's fixed split: row, fold, dev)" in report  # it is in ./input/ too
     assert report.count("Competition: comp") == 0  # the task summary is printed once, by the prompt
 
 

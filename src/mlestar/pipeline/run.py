@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlestar.brain.protocol import Brain, BrainContext, ScoredScript
+from mlestar.core.contract import FOLDS_NAME
 from mlestar.core.events import Event, EventBus, EventType
 from mlestar.core.records import SearchResult
 from mlestar.core.steps import Phase, Step
@@ -106,6 +107,8 @@ def data_report(task: Task) -> str:
         lines.append(f"- {file.path} ({file.role.value}, {shape})")
         if file.role == FileRole.AUXILIARY:
             lines += ["  " + line for line in _column_lines(_table_columns(task, file), 60)]
+    # Written by mlestar into every input folder: the one split every script scores on.
+    lines.append(f"- {FOLDS_NAME} (the run's fixed split: row, fold, dev)")
     return "\n".join(lines)
 
 

@@ -50,7 +50,7 @@ from mlestar.brain.protocol import (
     Script,
     replace_block,
 )
-from mlestar.core.contract import SCORE_LABEL, VAL_PREDICTIONS_NAME
+from mlestar.core.contract import FOLDS_NAME, SCORE_LABEL, VAL_PREDICTIONS_NAME
 from mlestar.core.events import EventBus
 from mlestar.core.records import LLMLedger, SearchResult
 from mlestar.core.task import FileRole, Task, TaskType
@@ -362,9 +362,11 @@ class LLMBrain:
         label = f"merge {base.script.label or 'base'} + {addition.script.label or 'addition'}"
         variables = self._vars(
             ctx,
+            base_label=base.script.label,
             base_code=base.script.code,
             base_score=_fmt_score(base.score),
             base_wall_s=base.script.wall_s,
+            addition_label=addition.script.label,
             addition_code=addition.script.code,
             addition_score=_fmt_score(addition.score),
             addition_wall_s=addition.script.wall_s,
@@ -449,6 +451,7 @@ class LLMBrain:
     def check_data_usage(self, ctx: BrainContext, script: Script) -> DataUsageReport:
         all_files = [f.path for f in ctx.task.files if f.role not in (FileRole.ANSWERS, FileRole.DESCRIPTION)]
         all_files = [f for f in all_files if f not in (ctx.task.test_file, ctx.task.sample_submission_file)]
+        all_files.append(FOLDS_NAME)
         variables = self._vars(
             ctx, code=script.code, code_wall_s=script.wall_s, all_files=all_files or [ctx.task.train_file]
         )
