@@ -483,3 +483,19 @@ def test_checksums_and_leaderboards_are_not_taken_for_data(tmp_path: Path) -> No
     task = load_task(root)
     assert {f.path for f in task.files} == {"description.md", "sample_submission.csv", "test.csv", "train.csv",
                                             str(task.answers_file)}
+
+
+def test_the_summary_names_every_categorical_column(tmp_path: Path) -> None:
+    # A house-prices-like table has more than 30 string columns; a model told only some of them
+    # would pass the others to its model as numbers.
+    rng = np.random.default_rng(0)
+    n = 120
+    frame = pd.DataFrame({"id": range(n), "price": rng.normal(size=n)})
+    for i in range(45):
+        frame[f"cat_{i:02d}"] = rng.choice(["a", "b", "c"], size=n)
+    frame.iloc[:90].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[90:].drop(columns=["price"]).to_csv(tmp_path / "test.csv", index=False)
+    frame.iloc[90:][["id"]].assign(price=0.0).to_csv(tmp_path / "sample_submission.csv", index=False)
+    task = load_task(tmp_path)
+    line = next(x for x in task.summary().splitlines() if x.startswith("Categorical columns:"))
+    assert all(f"cat_{i:02d}" in line for i in range(45)) and "more)" not in line

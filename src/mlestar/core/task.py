@@ -257,9 +257,10 @@ class Task(BaseModel):
             shown = ", ".join(self.classes[:20]) + (" ..." if len(self.classes) > 20 else "")
             lines.append(f"Classes: {shown}")
         if self.text_columns:
-            lines.append(f"Text columns: {', '.join(self.text_columns)}")
+            lines.append(f"Text columns: {_listed(self.text_columns, 200)}")
         if self.categorical_columns:
-            lines.append(f"Categorical columns: {', '.join(self.categorical_columns[:30])}")
+            # All of them: a model told only some would treat the rest as numbers (and crash on them).
+            lines.append(f"Categorical columns: {_listed(self.categorical_columns, 200)}")
         other_roles = (FileRole.AUXILIARY, FileRole.IMAGE_DIR, FileRole.MEDIA_DIR)
         aux = [f.path for f in self.files if f.role in other_roles]
         if aux:
@@ -268,6 +269,11 @@ class Task(BaseModel):
         if self.media is not None:
             lines.append(self.media.summary())
         return "\n".join(lines)
+
+
+def _listed(names: list[str], limit: int) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
 
 
 def _join_line(item: DataFile) -> str:
