@@ -222,3 +222,21 @@ def test_scripted_scripts_run_the_same_in_the_real_sandbox(store: RunStore) -> N
         node is not None
         and (store.run_dir / node.script_path).with_name("final").joinpath("submission.csv").exists()
     )
+
+
+def test_what_a_failed_script_printed_names_no_path_of_this_machine(store: RunStore) -> None:
+    # Its traceback goes to the debugger's prompt: the script's folder and Python's own become
+    # "." and "<python>".
+    import sys
+
+    from mlestar.brain.protocol import Script
+    from mlestar.exec.pool import LocalExecutor
+
+    code = "import json\nprint('running')\njson.loads('{broken')\n"
+    with LocalExecutor(1) as real:
+        engine, _ = make_engine(store, executor=real)  # type: ignore[arg-type]
+        broken = engine.run_script(Step(Phase.SEARCH, None, ("t",)), Script(code=code), agent=Agent.CANDIDATE)
+    error = broken.error or ""
+    assert 'File "./script.py", line 3' in error and "JSONDecodeError" in error
+    assert "<python>/" in error  # json's own frames
+    assert str(store.run_dir) not in error and sys.prefix not in error and sys.base_prefix not in error

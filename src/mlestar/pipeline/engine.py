@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -403,7 +404,7 @@ class Engine:
             result = ExecResult(returncode=1, stderr=f"not run: {skipped}", executor="none")
         else:
             result = self._execute(job, node, step, lambda: self._reset_script_dir(script_dir, script, final))
-        error = failure_text(result, limits) or None
+        error = portable(failure_text(result, limits), script_dir) or None
         if error is None and validator is not None:
             error = validator(script_dir)
         check = self.rescorer.check(script_dir, result.score, final=final) if error is None else None
@@ -451,7 +452,7 @@ class Engine:
             node_id=node.id,
             score=node.score,
             error=node.error,
-            stdout_tail=result.stdout[-4000:],
+            stdout_tail=portable(result.stdout[-4000:], script_dir),
         )
 
     def _reset_script_dir(self, script_dir: Path, script: Script, final: bool) -> None:
@@ -605,6 +606,19 @@ class Engine:
         self.publish(
             EventType.PHASE_FINISHED, message or f"{phase.value} done", phase=phase.value, data=data or {}
         )
+
+
+def portable(text: str, script_dir: Path) -> str:
+    """``text`` with this machine's paths made relative: the script's folder is ``.`` and the
+    Python installation ``<python>``. What scripts print goes into prompts, and no prompt may name
+    a path outside the script's own folder (tracebacks carry absolute ones)."""
+    if not text:
+        return text
+    folders = {str(script_dir.resolve()): ".", str(script_dir): "."}
+    folders.update({prefix: "<python>" for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}})
+    for folder, name in sorted(folders.items(), key=lambda item: -len(item[0])):
+        text = text.replace(folder.rstrip("/") + "/", name + "/")
+    return text
 
 
 def failure_text(result: ExecResult, limits: ExecLimits) -> str:
