@@ -188,7 +188,7 @@ def test_real_bench_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     suite = tmp_path / "suite"
     make_competition(suite / "tiny", "binary", n_rows=200)
     config = tmp_path / "cfg.yaml"
-    config.write_text("num_models: 1\nnum_tracks: 1\nouter_steps: 0\ninner_steps: 0\nensemble_rounds: 0\n")
+    config.write_text("num_models: 1\nnum_tracks: 1\nouter_steps: 0\ninner_steps: 0\nensemble_rounds: 0\nextend: false\n")
     out = tmp_path / "out"
     argv = ["bench", str(suite), "--time-limit", "120", "--config", str(config), "--out", str(out), "--json"]
     main(argv)

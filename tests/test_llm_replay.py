@@ -175,3 +175,67 @@ def test_a_real_leak_is_found_fixed_and_scored(tmp_path: Path) -> None:
     assert submission["source_node_id"] == fixed.id
     code = (run.result.run_dir / fixed.script_path).read_text()
     assert FIXED_BLOCK in code and LEAK_BLOCK not in code
+
+
+REAL_MODEL = Path(__file__).parent / "fixtures" / "conversations" / "reviews-bridge"
+REVIEWS = Path(__file__).resolve().parents[1] / "examples" / "reviews"
+# The loops the conversation was recorded with (M=2 L=2 T=1 K=2 R=1).
+REAL_MODEL_LOOPS = {
+    "num_models": 2,
+    "num_tracks": 2,
+    "outer_steps": 1,
+    "inner_steps": 2,
+    "ensemble_rounds": 1,
+}
+REAL_MODEL_FAULTS = {1: "think", 2: "429", 4: "cut", 6: "500", 9: "empty", 12: "think", 15: "cut", 20: "null"}
+
+
+def reviews_subsample(folder: Path, n_train: int = 700, n_test: int = 200) -> Path:
+    """``examples/reviews`` cut down so that its scripts run in seconds (same columns, same metric)."""
+    folder.mkdir(parents=True)
+    train = pd.read_csv(REVIEWS / "train.csv").head(n_train)
+    test = pd.read_csv(REVIEWS / "test.csv").head(n_test)
+    train.to_csv(folder / "train.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    pd.read_csv(REVIEWS / "sample_submission.csv").head(n_test).to_csv(
+        folder / "sample_submission.csv", index=False
+    )
+    (folder / "private").mkdir()
+    answers = pd.read_csv(REVIEWS / "private" / "answers.csv")
+    answers[answers["id"].isin(test["id"])].to_csv(folder / "private" / "answers.csv", index=False)
+    (folder / "description.md").write_text((REVIEWS / "description.md").read_text())
+    return folder
+
+
+def test_a_real_model_conversation_replays_under_faults(tmp_path: Path) -> None:
+    from mlestar.grading import grade_submission
+
+    competition = reviews_subsample(tmp_path / "reviews")
+    runs = {
+        name: llm_run(
+            tmp_path / name,
+            competition=competition,
+            responder=Replay.from_folder(REAL_MODEL),
+            faults=faults,
+            **REAL_MODEL_LOOPS,
+        )
+        for name, faults in (("clean", {}), ("faulty", REAL_MODEL_FAULTS))
+    }
+    faulty = runs["faulty"]
+    assert set(faulty.fake.served) >= set(REAL_MODEL_FAULTS.values())
+    assert selections(faulty.result.run_dir) == selections(runs["clean"].result.run_dir)
+    for run in runs.values():
+        result = run.result
+        assert result.status == RunStatus.FINISHED and result.submission_path is not None
+        graded = grade_submission(
+            result.submission_path, competition / "private" / "answers.csv", metric="roc_auc",
+            sample_path=competition / "sample_submission.csv", id_column="id",
+        )  # fmt: skip
+        assert graded.valid and graded.score > 0.75, graded  # the model's TF-IDF solutions, on 700 rows
+    with RunStore(faulty.result.run_dir) as store:
+        agents = {n.agent for n in store.nodes() if n.status.value == "done"}
+    assert {"candidate", "merger", "ablation", "submission"} <= agents
+    for request in faulty.fake.requests:
+        text = str(request["messages"])
+        assert str(tmp_path) not in text and "private" not in text and "answers.csv" not in text
+        assert not re.search(r"(?<![\w.])/(?:tmp|home|root|usr|var|work)/", text), text[:300]

@@ -362,7 +362,7 @@ def test_the_fixture_split_runs_end_to_end(checkout: Path, tmp_path: Path, capsy
     board.write_text(_leaderboard(AUC_BOARD))
     config = tmp_path / "tiny.yaml"
     config.write_text(
-        "num_models: 1\nnum_tracks: 1\nouter_steps: 0\ninner_steps: 0\nensemble_rounds: 0\n"
+        "num_models: 1\nnum_tracks: 1\nouter_steps: 0\ninner_steps: 0\nensemble_rounds: 0\nextend: false\n"
         "script_timeout_s: 120\n"
     )
     out = tmp_path / "out"

@@ -55,7 +55,7 @@ SMALL = {
 }
 ONE = {**SMALL, "num_models": 1, "num_tracks": 1, "outer_steps": 0, "ensemble_rounds": 0, "workers": 1}
 # The expert brain's shortest run: one candidate, no refinement; real training all the same.
-QUICK_CONFIG = {**ONE, "debug_retries": 0, "leakage_check": "off", "data_usage_check": False}
+QUICK_CONFIG = {**ONE, "debug_retries": 0, "leakage_check": "off", "data_usage_check": False, "extend": False}
 
 
 @dataclass
@@ -158,6 +158,15 @@ def wait_for(condition: Callable[[], object], timeout: float = 120, what: str = 
         time.sleep(0.1)
 
 
+@pytest.fixture()
+def flag() -> Iterator[Path]:
+    """A flag file scripts can see: outside /tmp, which the sandbox replaces by a private one."""
+    folder = Path(tempfile.mkdtemp(prefix="mlestar-hold-", dir="/var/tmp"))
+    (folder / "hold").touch()
+    yield folder / "hold"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def holding(flag: Path, marker: str) -> str:
     """Code that, while ``flag`` exists, starts a marked child and waits for a long time."""
     return (
@@ -222,12 +231,12 @@ def test_shipped_script_folders_bring_their_outputs_back(cluster: Cluster, tmp_p
     assert cached and all((entry / "folds.csv").is_file() for entry in cached)  # unpacked on the node
 
 
-def test_cancel_kills_running_tasks_their_processes_and_queued_ones(cluster: Cluster, tmp_path: Path) -> None:
+def test_cancel_kills_running_tasks_their_processes_and_queued_ones(
+    cluster: Cluster, tmp_path: Path, flag: Path
+) -> None:
     from mlestar.exec.ray_pool import RayExecutor
 
     marker = f"mlestar-ray-{uuid.uuid4()}"
-    flag = tmp_path / "hold"
-    flag.touch()
     data = tmp_path / "view"
     data.mkdir()
     executor = RayExecutor(shared_fs=True)
@@ -255,10 +264,11 @@ def test_cancel_kills_running_tasks_their_processes_and_queued_ones(cluster: Clu
     executor.shutdown()
 
 
-def test_mlestar_stop_cancels_the_ray_tasks_and_resume_finishes(cluster: Cluster, tmp_path: Path) -> None:
+def test_mlestar_stop_cancels_the_ray_tasks_and_resume_finishes(
+    cluster: Cluster, tmp_path: Path, flag: Path
+) -> None:
     competition = make_competition(tmp_path / "comp", "binary", n_rows=80)
-    runs, marker, flag = tmp_path / "runs", f"mlestar-ray-{uuid.uuid4()}", tmp_path / "hold"
-    flag.touch()
+    runs, marker = tmp_path / "runs", f"mlestar-ray-{uuid.uuid4()}"
     outcome: dict[str, object] = {}
 
     def run() -> None:
@@ -303,10 +313,9 @@ def _ray_worker_of(proc: psutil.Process) -> psutil.Process:
     raise AssertionError("the script does not run under a Ray worker")
 
 
-def test_a_killed_worker_is_retried_not_debugged(cluster: Cluster, tmp_path: Path) -> None:
+def test_a_killed_worker_is_retried_not_debugged(cluster: Cluster, tmp_path: Path, flag: Path) -> None:
     competition = make_competition(tmp_path / "comp", "binary", n_rows=80)
-    runs, marker, flag = tmp_path / "runs", f"mlestar-ray-{uuid.uuid4()}", tmp_path / "hold"
-    flag.touch()
+    runs, marker = tmp_path / "runs", f"mlestar-ray-{uuid.uuid4()}"
     brain = HoldingBrain(flag, marker)
     outcome: dict[str, object] = {}
     thread = threading.Thread(

@@ -61,11 +61,12 @@ def llm_run(
     provider: str = "openai-compatible",
     kind: str = "binary",
     run_id: str = "run",
+    competition: Path | None = None,
     **settings: Any,
 ) -> LLMRun:
     import mlestar
 
-    competition = root / f"toy-{kind}"
+    competition = competition or root / f"toy-{kind}"
     if not competition.exists():
         make_clean_competition(competition, kind=kind, n_rows=300)
     fake = FakeLLM(responder=responder, faults=dict(faults or {}))

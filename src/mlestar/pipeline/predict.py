@@ -13,6 +13,7 @@ again, as it did in the final run.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 import shutil
@@ -88,7 +89,8 @@ def predict_with(
     finally:
         if not keep:
             _remove(folder)
-    if loaded and node.score is not None and result.score != node.score:
+    # The printed line holds ten digits; the node's score may be recomputed at full precision.
+    if loaded and node.score is not None and not _same_score(result.score, node.score):
         notes.append(
             f"the loaded models scored {result.score} on the validation rows where the final run scored "
             f"{node.score}: the training data may have changed since the run"
@@ -131,7 +133,9 @@ def _lay_out(
     fitted = (store.run_dir / node.script_path).parent / FINAL_DIR / FITTED_DIR
     loaded = fitted.is_dir() and any(fitted.iterdir())
     if loaded:
-        (script_dir / FITTED_DIR).symlink_to(fitted.resolve(), target_is_directory=True)
+        # A copy inside the script's own folder: the sandbox shows a script nothing of the run
+        # folder, and hard links would let the script change the run's own models.
+        shutil.copytree(fitted, script_dir / FITTED_DIR)
     return script_dir, sample_path, loaded
 
 
@@ -293,3 +297,7 @@ def _check(produced: Path, sample_path: Path | None, task: Task, script_dir: Pat
         )
     except InvalidSubmission as exc:
         raise PredictionError(f"the predictions do not fit the submission format: {exc}") from None
+
+
+def _same_score(printed: float | None, recorded: float) -> bool:
+    return printed is not None and math.isclose(printed, recorded, rel_tol=1e-8, abs_tol=1e-10)

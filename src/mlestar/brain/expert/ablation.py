@@ -361,12 +361,19 @@ def write(script: ScoredScript, previous: list[AblationSummary]) -> Script:
         run = "" if validates else run_part
         body = (altered + "\n" if altered else "") + run + "\nreturn VAL_SCORE\n"
         runner.append(f"def run_{name}():\n    \"\"\"{text[0].upper() + text[1:]}.\"\"\"\n{_indent(body)}")
+    # Every variant saves its fold-0 predictions; the script's are the baseline's (the contract).
+    predictions = f"os.path.join(OUTPUT_DIR, {contract.VAL_PREDICTIONS_NAME!r})"
     runner.append(
         "results = {}\n"
         f"for name, run in [{', '.join(f'({n!r}, run_{n})' for n, _, _, _ in functions)}]:\n"
         "    print(f\"--- ablation variant: {name}\")\n"
         "    results[name] = run()\n"
+        "    if name == 'baseline':\n"
+        f"        with open({predictions}, 'rb') as saved:\n"
+        "            baseline_predictions = saved.read()\n"
         f"    {contract.ablation_print('name', 'results[name]')}\n"
+        f"with open({predictions}, 'wb') as kept:\n"
+        "    kept.write(baseline_predictions)\n"
         + contract.score_print("results['baseline']") + "\n"
         + contract.end_marker("ablation")
     )
