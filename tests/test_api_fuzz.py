@@ -98,7 +98,7 @@ def _fuzz(served: Served, tmp_path: Path, *headers: str, phases: str, examples: 
             str(SCHEMATHESIS), "--config-file", str(config), "--no-color", "run",
             f"{served.url}/api/openapi.json", "--checks", CHECKS, "--max-examples", str(examples),
             "--seed", "12", "--workers", "2", "--phases", phases, "--request-timeout", "30",
-            "--max-time", "150", "--exclude-path-regex", "events/stream", *extra,
+            "--max-time", "60", "--exclude-path-regex", "events/stream", *extra,
         ],
         capture_output=True, text=True, timeout=330, cwd=tmp_path,
     )  # fmt: skip
@@ -109,9 +109,10 @@ def _fuzz(served: Served, tmp_path: Path, *headers: str, phases: str, examples: 
 
 
 def test_schemathesis_finds_nothing_on_loopback(loopback: Served, tmp_path: Path) -> None:
-    # Coverage: the schema's boundary values (the longest path, the largest sequence number...);
-    # fuzzing: random requests, valid and invalid.
-    _fuzz(loopback, tmp_path, phases="coverage,fuzzing", examples=20)
+    # Random requests, valid and invalid. (Schemathesis 4.32's "coverage" phase, the schema's
+    # boundary values, crashes inside hypothesis on this schema; the boundaries it found are kept
+    # as API tests: tests/test_server_api.py.)
+    _fuzz(loopback, tmp_path, phases="fuzzing", examples=20)
 
 
 def test_schemathesis_finds_nothing_beyond_localhost_with_the_token(exposed: Served, tmp_path: Path) -> None:

@@ -144,6 +144,16 @@ def test_server_predicts_an_uploaded_csv(scripted_run) -> None:
     response = client.post("/api/runs/s/predict", files={"file": ("bad.csv", bad, "text/csv")})
     assert response.status_code == 400 and "city" in response.json()["detail"]
     assert client.post("/api/runs/nope/predict", files={"file": ("x.csv", b"a\n1\n")}).status_code == 404
+    # Bytes that are no table (what the API fuzzer sends) are a 400, not a server error.
+    garbage = b"\xff\xfe\x00binary\x00\x9c"
+    response = client.post("/api/runs/s/predict", files={"file": ("g.csv", garbage, "text/csv")})
+    assert response.status_code == 400, response.text
+    # A second prediction while one runs is told to come back (queued ones would hold the server).
+    service = client.app.state.service  # type: ignore[attr-defined]
+    with service._predicting:
+        with (competition / "test.csv").open("rb") as handle:
+            busy = client.post("/api/runs/s/predict", files={"file": ("test.csv", handle, "text/csv")})
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "10"
 
 
 @pytest.mark.slow  # trains real models

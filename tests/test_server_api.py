@@ -417,3 +417,13 @@ def test_finished_run_cannot_be_steered(client: TestClient, tmp_path: Path) -> N
         response = client.post(f"/api/runs/{RUN_ID}/{action}")
         assert response.status_code == 409 and "finished" in response.json()["detail"]
     assert calls(tmp_path) == []
+
+
+def test_boundary_values_the_fuzzer_found_are_client_errors(client: TestClient) -> None:
+    # The largest sequence number SQLite cannot compare, and a competition path no filesystem
+    # takes (too long, a NUL byte): refused with 4xx, never a server error.
+    assert client.get(f"/api/runs/{RUN_ID}/events", params={"after": 2**63}).status_code == 422
+    assert client.get(f"/api/runs/{RUN_ID}/events", params={"after": 2**63 - 1}).status_code == 200
+    for competition in ("x" * 4000, "bad\x00name"):
+        response = client.post("/api/runs", json={"competition": competition})
+        assert response.status_code == 400 and "competition folder not found" in response.json()["detail"]

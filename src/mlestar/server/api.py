@@ -244,7 +244,7 @@ def download(
     tags=["files"],
     summary="Predict new rows (a CSV upload with the test file's columns) with the run's final solution",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}}}, 400: {"model": Problem}},
+    responses={200: {"content": {"text/csv": {}}}, 400: {"model": Problem}, 503: {"model": Problem}},
 )
 def predict(run_id: RunId, svc: Service, file: UploadFile) -> Response:
     content, loaded = svc.predict(run_id, file)

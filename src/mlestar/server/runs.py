@@ -10,6 +10,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +84,9 @@ class RunService:
         self.settings = settings
         self.runs_dir = settings.runs_dir
         self.launcher = Launcher(settings.runs_dir, settings.python)
+        # One prediction at a time: each runs a final script on the machine's threads, and queued
+        # ones would hold the server's worker threads until every other request waits too.
+        self._predicting = threading.Lock()
 
     # -- opening ---------------------------------------------------------------------------
     def folder(self, run_id: str) -> Path | None:
@@ -287,13 +291,25 @@ class RunService:
 
     def predict(self, run_id: str, upload: UploadFile) -> tuple[bytes, bool]:
         """Predictions for the uploaded rows (CSV bytes) and whether the final run's models were loaded."""
-        from mlestar.errors import MlestarError
-        from mlestar.pipeline.predict import predict_with
-
         folder = self.folder(run_id)
         if folder is None:
             raise not_found(f"no run {run_id!r}")
         name = Path(upload.filename or "rows.csv").name
+        if not self._predicting.acquire(blocking=False):
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "another prediction is running; try again in a moment",
+                headers={"Retry-After": "10"},
+            )
+        try:
+            return self._predict(folder, name, upload)
+        finally:
+            self._predicting.release()
+
+    def _predict(self, folder: Path, name: str, upload: UploadFile) -> tuple[bytes, bool]:
+        from mlestar.errors import MlestarError
+        from mlestar.pipeline.predict import predict_with
+
         with tempfile.TemporaryDirectory(prefix="mlestar-predict-") as scratch:
             rows = Path(scratch) / (name if Path(name).suffix.lower() in UPLOAD_SUFFIXES else "rows.csv")
             with rows.open("wb") as handle:
@@ -302,8 +318,10 @@ class RunService:
             with RunStore(folder) as store:
                 try:
                     result = predict_with(store, rows, output)
-                except MlestarError as exc:
-                    raise bad_request(str(exc)) from None
+                except (MlestarError, ValueError, OSError) as exc:  # ValueError: an unreadable table
+                    raise bad_request(
+                        str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+                    ) from None
             return output.read_bytes(), result.loaded_models
 
     def write_report(self, run_id: str) -> tuple[Path, Path]:
