@@ -322,7 +322,8 @@ def check_containment(summary: dict[str, Any]) -> Verdict:
         held += [line[8:] for line in stdout.splitlines() if line.startswith("OUTSIDE ")]
         breaches += [line[7:] for line in stdout.splitlines() if line.startswith("BREACH ")]
         if node.status == NodeStatus.FAILED and node.error:
-            killed[node.label] = node.error.strip().splitlines()[-1][:160]
+            # The whole text: why it was stopped comes first, what it printed last after that.
+            killed[node.label] = node.error.strip()
     problems += [f"breach: {route}" for route in breaches]
     for label, reason in expected_kills().items():
         error = killed.get(label, "")
