@@ -30,22 +30,22 @@ from mlestar.store import RunStatus, RunStore  # noqa: E402
 pytestmark = pytest.mark.slow
 
 CONVERSATION = Path(__file__).parent / "fixtures" / "conversations" / "scripted-binary"
-# Fresh request number -> fault, spread over the run so that every phase meets some.
+# Fresh request number -> fault, spread over the run so that every phase meets some (and no two
+# meet one request: retries are fresh requests too).
 OPENAI_FAULTS = {
     1: "think",
     2: "429",
-    3: "cut",
-    5: "empty",
-    7: "500",
-    9: "null",
-    11: "gemini-429",
-    12: "think",
-    14: "refusal",
-    16: "cut",
-    18: "429-ms",
-    22: "429-storm",
-    24: "empty",
-    26: "think",
+    4: "cut",
+    7: "empty",
+    10: "500",
+    13: "null",
+    16: "gemini-429",
+    18: "think",
+    20: "refusal",
+    22: "cut",
+    24: "429-ms",
+    26: "429-storm",
+    28: "empty",
 }
 
 
@@ -208,34 +208,31 @@ def reviews_subsample(folder: Path, n_train: int = 700, n_test: int = 200) -> Pa
 
 
 def test_a_real_model_conversation_replays_under_faults(tmp_path: Path) -> None:
+    # The same selections with and without faults are the scripted conversation's test above: the
+    # real model's two tracks ask near-identical questions, so which recorded answer a track gets
+    # may follow the order the faults' waits give them.
     from mlestar.grading import grade_submission
 
     competition = reviews_subsample(tmp_path / "reviews")
-    runs = {
-        name: llm_run(
-            tmp_path / name,
-            competition=competition,
-            responder=Replay.from_folder(REAL_MODEL),
-            faults=faults,
-            **REAL_MODEL_LOOPS,
-        )
-        for name, faults in (("clean", {}), ("faulty", REAL_MODEL_FAULTS))
-    }
-    faulty = runs["faulty"]
-    assert set(faulty.fake.served) >= set(REAL_MODEL_FAULTS.values())
-    assert selections(faulty.result.run_dir) == selections(runs["clean"].result.run_dir)
-    for run in runs.values():
-        result = run.result
-        assert result.status == RunStatus.FINISHED and result.submission_path is not None
-        graded = grade_submission(
-            result.submission_path, competition / "private" / "answers.csv", metric="roc_auc",
-            sample_path=competition / "sample_submission.csv", id_column="id",
-        )  # fmt: skip
-        assert graded.valid and graded.score > 0.75, graded  # the model's TF-IDF solutions, on 700 rows
-    with RunStore(faulty.result.run_dir) as store:
+    run = llm_run(
+        tmp_path / "faulty",
+        competition=competition,
+        responder=Replay.from_folder(REAL_MODEL),
+        faults=REAL_MODEL_FAULTS,
+        **REAL_MODEL_LOOPS,
+    )
+    assert set(run.fake.served) >= set(REAL_MODEL_FAULTS.values())
+    result = run.result
+    assert result.status == RunStatus.FINISHED and result.submission_path is not None
+    graded = grade_submission(
+        result.submission_path, competition / "private" / "answers.csv", metric="roc_auc",
+        sample_path=competition / "sample_submission.csv", id_column="id",
+    )  # fmt: skip
+    assert graded.valid and graded.score > 0.75, graded  # the model's TF-IDF solutions, on 700 rows
+    with RunStore(result.run_dir) as store:
         agents = {n.agent for n in store.nodes() if n.status.value == "done"}
     assert {"candidate", "merger", "ablation", "submission"} <= agents
-    for request in faulty.fake.requests:
+    for request in run.fake.requests:
         text = str(request["messages"])
         assert str(tmp_path) not in text and "private" not in text and "answers.csv" not in text
         assert not re.search(r"(?<![\w.])/(?:tmp|home|root|usr|var|work)/", text), text[:300]

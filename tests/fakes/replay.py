@@ -89,6 +89,9 @@ class Replay:
     turns: list[Turn]
     fallback: Callable[[list[dict[str, Any]]], str] | None = None
     used: set[int] = field(default_factory=set)
+    # The same request asked again (after an empty answer, a refusal, a lost connection) gets the
+    # same answer, as from a model at temperature 0, and uses up no other recorded answer.
+    answered: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -99,6 +102,8 @@ class Replay:
         text = render(messages)
         role = role_of(text)
         with self._lock:
+            if text in self.answered:
+                return self.answered[text]
             pending = [t for t in self.turns if t.role == role and t.number not in self.used][:LOOKAHEAD]
             if not pending:
                 if self.fallback is None:
@@ -106,6 +111,7 @@ class Replay:
                 return self.fallback(messages)
             best = max(pending, key=lambda t: (likeness(text, t.prompt), -t.number))
             self.used.add(best.number)
+            self.answered[text] = best.response
             return best.response
 
 
