@@ -187,7 +187,7 @@ REAL_MODEL_LOOPS = {
     "inner_steps": 2,
     "ensemble_rounds": 1,
 }
-REAL_MODEL_FAULTS = {1: "think", 2: "429", 4: "cut", 6: "500", 9: "empty", 12: "think", 15: "cut", 20: "null"}
+REAL_MODEL_FAULTS = {1: "think", 2: "429", 4: "cut", 6: "500", 8: "empty", 10: "think", 12: "null", 14: "cut"}
 
 
 def reviews_subsample(folder: Path, n_train: int = 700, n_test: int = 200) -> Path:
