@@ -608,6 +608,17 @@ class Engine:
         )
 
 
+def distinct(solutions: list[ScoredScript]) -> list[ScoredScript]:
+    """``solutions`` without repeats of a script already listed (the same code), in their order."""
+    seen: set[str] = set()
+    unique = []
+    for item in solutions:
+        if item.script.code not in seen:
+            seen.add(item.script.code)
+            unique.append(item)
+    return unique
+
+
 def portable(text: str, script_dir: Path) -> str:
     """``text`` with this machine's paths made relative: the script's folder is ``.`` and the
     Python installation ``<python>``. What scripts print goes into prompts, and no prompt may name

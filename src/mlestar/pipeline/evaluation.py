@@ -29,7 +29,7 @@ from mlestar.core import contract
 from mlestar.core.events import EventType
 from mlestar.core.steps import Agent, Phase, Step
 from mlestar.pipeline.budget import FINAL_MARGIN
-from mlestar.pipeline.engine import Engine
+from mlestar.pipeline.engine import Engine, distinct
 
 SEED_BASE = 7919  # evaluation seeds are SEED_BASE, SEED_BASE + 1, ...: none is a script's own seed
 
@@ -168,7 +168,7 @@ def pick_final(engine: Engine, candidates: list[ScoredScript]) -> FinalPick:
 
     The best candidate is evaluated with the seeds that fit; the runner-up too when its score lies
     inside the best one's interval and time allows; the better mean goes first."""
-    ranked = engine.ranked(_distinct(candidates))
+    ranked = engine.ranked(distinct(candidates))
     if not ranked:
         return FinalPick([], None)
     step = Step(Phase.SUBMIT, None, ("pick",))
@@ -202,14 +202,6 @@ def pick_final(engine: Engine, candidates: list[ScoredScript]) -> FinalPick:
     return FinalPick(ranked, first)
 
 
-def _distinct(solutions: list[ScoredScript]) -> list[ScoredScript]:
-    seen: set[str] = set()
-    unique = []
-    for item in solutions:
-        if item.script.code not in seen:
-            seen.add(item.script.code)
-            unique.append(item)
-    return unique
 
 
 class GoalWatch:

@@ -43,7 +43,7 @@ from mlestar.core.steps import Agent, Phase, Step, fingerprint
 from mlestar.errors import AllCandidatesFailed, InvalidSubmission
 from mlestar.exec.workspace import unsafe_output
 from mlestar.grading import validate_submission
-from mlestar.pipeline.engine import Engine
+from mlestar.pipeline.engine import Engine, distinct
 
 LEAKAGE_COLLAPSE = 0.25  # a leakage fix may lower the score, but not by more than this share
 USAGE_TOLERANCE = 0.002  # a data-usage fix must not be worse than this share
@@ -498,7 +498,7 @@ def ensemble(engine: Engine, solutions: list[ScoredScript], pass_: int = 0) -> S
     """R rounds of ensemble plan -> implement -> score over the track winners (pass 0), then, with
     time left and ``extend`` on, more rounds while the brain has plans and they still help."""
     settings, brain, ctx = engine.settings, engine.brain, engine.ctx
-    usable = _distinct([s for s in solutions if s.score is not None])
+    usable = distinct([s for s in solutions if s.score is not None])
     loop = "phase3" + (f"/pass{pass_}" if pass_ else "")
     root = Step(Phase.ENSEMBLE, None, (f"e{pass_}",) if pass_ else ())
     if len(usable) < 2 or settings.ensemble_rounds == 0:
@@ -592,14 +592,6 @@ def extension_passes(
             return ensembled
 
 
-def _distinct(solutions: list[ScoredScript]) -> list[ScoredScript]:
-    seen: set[str] = set()
-    unique = []
-    for item in solutions:
-        if item.script.code not in seen:
-            seen.add(item.script.code)
-            unique.append(item)
-    return unique
 
 
 # -- phase 4 -----------------------------------------------------------------------------------
