@@ -102,6 +102,11 @@ def _try_bwrap(cut_network: bool, privileged: bool) -> tuple[Isolation | None, s
     if bwrap is None:
         return None, "bubblewrap (`bwrap`) is not installed"
     base = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    # An interpreter under /tmp (a checkout there, as CI runners make) is kept visible, as the
+    # real command keeps it (bwrap_command): the probe must not fail for the private /tmp alone.
+    interpreter = [Path(sys.executable).absolute().parent, Path(sys.prefix), Path(sys.base_prefix)]
+    for path in kept_in_private_dirs(p for p in interpreter if p.exists()):
+        base += ["--ro-bind", str(path), str(path)]
     error = _probe([*base, *_bwrap_flags(cut_network, privileged), "--"])
     if error is not None:
         return None, f"bwrap failed: {error}"
