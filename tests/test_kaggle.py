@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from competitions import TINY_CONFIG, make_competition
+from console import run_cli as _cli
 from fakes.kaggle_server import FakeKaggle, make_kaggle_app, point_client_at
 from fakes.server import serve
 from scripted import ScriptedBrain, ScriptedExecutor
 
 import mlestar
-from mlestar.cli import main
 from mlestar.exec.environment import scrubbed_env
 from mlestar.integrations import kaggle
 from mlestar.pipeline import create_run
@@ -28,16 +28,6 @@ from mlestar.task import load_task
 
 NAME = "churn-tiny"
 KEY = "alice-secret-key"
-
-
-def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

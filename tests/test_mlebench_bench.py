@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from competitions import mlebench_prepared
+from console import run_cli as _cli
 from mlebench_checkout import ABSENT_PACKAGE, AUC_BOARD, _leaderboard, make_checkout
 
 from mlestar.bench.mlebench import REPORT_CSV, REPORT_JSON, SplitPlan, hard_timeout, headline, run_split
 from mlestar.bench.suite import BenchPlan, SeedResult
-from mlestar.cli import main
 from mlestar.errors import MlestarError
 
 
@@ -280,16 +280,6 @@ def test_bad_input_gives_one_line(checkout: Path, data: Path, tmp_path: Path) ->
 
 
 # --- the command -------------------------------------------------------------------------------------
-
-
-def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_gives_each_run_mle_bench_time_limit_and_prints_the_report(

@@ -8,26 +8,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from competitions import TINY_CONFIG, make_competition
+from console import run_cli as _cli
 from fastapi.testclient import TestClient
 from scripted import ScriptedBrain, ScriptedExecutor
 
 import mlestar
-from mlestar.cli import main
 from mlestar.core.contract import FINAL_DIR, FITTED_DIR
 from mlestar.errors import PredictionError
 from mlestar.pipeline.predict import PREDICTIONS_DIR, predict
 from mlestar.server import ServerOptions, create_app
 from mlestar.store import RunStore
-
-
-def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
