@@ -140,3 +140,30 @@ def test_no_time_is_held_for_a_later_phase_whose_single_step_cannot_fit_any_more
     late = budget_at(early.usable_s() - 20, limit=600, scripts=scripts)  # 20 s of usable time left
     assert late.phase_deadline("phase1", first=True) == pytest.approx(late.usable_s())
     assert late.can_start("phase1", cost_s=15, first=True)
+
+
+def crash_like_budget(elapsed: float) -> Budget:
+    """The clock of a 300 s run on 20k rows: cheap single-model candidates, then a 24 s best merge."""
+    budget = budget_at(elapsed, limit=300, scripts=(8.8, 8.6, 11.8, 12.3, 13.1, 13.7, 21.3, 17.7))
+    budget.note_best(24.2)
+    budget.record_final(final_wall_s=25.5, dev_wall_s=24.2)
+    return budget
+
+
+def test_scripts_built_from_the_best_solution_are_expected_to_cost_what_it_costs() -> None:
+    assert budget_at(0, scripts=(8.8, 8.6, 11.8)).typical_script_s() == pytest.approx(8.8)
+    budget = crash_like_budget(0)
+    assert budget.typical_script_s() == pytest.approx(24.2)  # not the candidates' 12.7 s median
+    assert budget.need_s("phase3")[0] == pytest.approx(2 * 24.2)  # both tracks' bests train again
+    assert budget.typical_script_s("ablation") == pytest.approx(2 * 24.2)
+    for _ in range(10):  # slower scripts still raise the estimate above the floor
+        budget.record_script(60.0)
+    assert budget.typical_script_s() == pytest.approx(60.0)
+
+
+def test_a_refinement_that_would_crowd_out_the_first_ensemble_round_does_not_start() -> None:
+    # 180 s in: one more 24 s refinement would end past the time phase 3's first round needs.
+    late = crash_like_budget(180)
+    assert not late.can_start("phase2", first=True)
+    # At that point phase 3's first round (the two tracks' bests, about 48 s) still fits.
+    assert crash_like_budget(190).can_start("phase3", kind="ensemble", first=True)

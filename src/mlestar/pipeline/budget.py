@@ -130,10 +130,13 @@ class Budget:
         with self._lock:
             own = self._walls.get(kind, [])
             dev = self._walls.get("dev", [])
-            if own:
-                return max(1.0, statistics.median(own[-20:]))
-            first_guess = self.allowance_s or DEFAULT_SCRIPT_S
-            typical = max(1.0, statistics.median(dev[-20:])) if dev else first_guess
+            # Refinements and ensembles are built from the best solution, which costs more than the
+            # single-model candidates that fill the median: without this floor phase-2 steps ran
+            # past their deadline and left no time for phase 3's first round (crashes, 20k rows).
+            best = self._best_wall or 0.0
+        if own and kind != "dev":
+            return max(1.0, statistics.median(own[-20:]))
+        typical = max(1.0, best, statistics.median(dev[-20:]) if dev else self.allowance_s or DEFAULT_SCRIPT_S)
         if kind == "ablation":
             return 2.0 * typical  # the baseline and its variants, sized by the brain to about two scripts
         if kind == "ensemble":
