@@ -408,6 +408,79 @@ def format_markdown(rows: list[dict], tools: list[str], meta: dict, reference: s
     return "\n".join(lines) + "\n"
 
 
+PHASES = ("phase1", "phase2", "phase3", "phase4")
+
+
+def run_summary(result: RunResult) -> dict | None:
+    """The ``summary.json`` of the mlestar run behind ``result`` (beside its submission), if any."""
+    if result.tool != "mlestar" or not result.submission:
+        return None
+    submission = Path(result.submission)
+    for folder in (submission.parent, submission.parent.parent):
+        path = folder / "summary.json"
+        if path.is_file():
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                return None
+    return None
+
+
+def budget_use_rows(results: list[RunResult]) -> list[dict]:
+    """Per mlestar run: the share of its time limit it used, why it ended, the scripts each phase
+    ran, and its multi-seed final evaluation, from the run's own summary."""
+    rows = []
+    for result in sorted(results, key=lambda r: r.competition):
+        summary = run_summary(result)
+        if summary is None:
+            continue
+        used = summary.get("time_used") or {}
+        by_phase = summary.get("scores_by_phase") or {}
+        final = summary.get("final_evaluation") or {}
+        rows.append(
+            {
+                "competition": result.competition,
+                "time_spent_s": used.get("time_spent_s"),
+                "time_limit_s": used.get("time_limit_s"),
+                "share": used.get("share"),
+                "ended_because": used.get("ended_because", ""),
+                "scripts": {phase: (by_phase.get(phase) or {}).get("scripts", 0) for phase in PHASES},
+                "seeds": final.get("seeds"),
+                "mean": final.get("mean"),
+                "ci95": final.get("ci95"),
+            }
+        )
+    return rows
+
+
+def format_budget_use(rows: list[dict]) -> str:
+    """The budget-use rows as Markdown, with a line on how many runs used >= 90% and ran every phase."""
+    if not rows:
+        return ""
+    lines = [
+        "| competition | time used | scripts per phase (1 / 2 / 3 / 4) | ended because | final evaluation |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        share = row["share"]
+        used = f"{row['time_spent_s']:.0f} s of {row['time_limit_s']:g} ({share:.0%})" if share is not None else "-"
+        scripts = " / ".join(str(row["scripts"][phase]) for phase in PHASES)
+        ci = row["ci95"]
+        final = (
+            f"{row['seeds']} seeds, mean {row['mean']:.4g}, 95% CI [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "none"
+        )
+        lines.append(f"| {row['competition']} | {used} | {scripts} | {row['ended_because']} | {final} |")
+    full = sum(row["share"] is not None and row["share"] >= 0.9 for row in rows)
+    every_phase = sum(all(row["scripts"][phase] > 0 for phase in PHASES) for row in rows)
+    with_ci = sum(row["ci95"] is not None for row in rows)
+    lines += [
+        "",
+        f"- mlestar runs: {full} of {len(rows)} used >= 90% of the time limit; {every_phase} of {len(rows)} "
+        f"ran all four phases; {with_ci} of {len(rows)} carry a 95% interval",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def load_previous(out: Path, retry_failed: bool = False) -> list[RunResult]:
     """Runs of an earlier comparison in OUT: kept as measured, failures too unless they are to be retried."""
     path = out / "results.json"
@@ -493,7 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = save(results, tools, out)
     rows = [row for row in rows if row["competition"] in names]
     print_table(rows, shown_results, tools)
-    (out / "table.md").write_text(format_markdown(rows, tools, meta), encoding="utf-8")
+    use = format_budget_use(budget_use_rows(shown_results))
+    markdown = format_markdown(rows, tools, meta) + (f"\nHow each mlestar run used its budget:\n\n{use}" if use else "")
+    (out / "table.md").write_text(markdown, encoding="utf-8")
     png = plot(shown_results, tools, out / "scores.png")
     print(f"results in {out}" + (f" (plot: {png.name})" if png else " (no plot: matplotlib not installed)"))
     return 0

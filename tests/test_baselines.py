@@ -231,3 +231,29 @@ def test_comparison_resumes_keeping_scored_runs_and_retrying_failed_ones(tiny_bi
     # A relative interpreter is made absolute (baselines run in their own folder), symlinks kept.
     relative = os.path.relpath(sys.executable)
     assert compare.parse_pythons([f"flaml={relative}"]) == {"flaml": os.path.abspath(relative)}
+
+
+def test_budget_use_table_reads_each_mlestar_run_summary(tmp_path: Path) -> None:
+    def run(name: str, share: float, scripts: dict[str, int], ci95: list[float] | None) -> compare.RunResult:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "submission.csv").write_text("id,y\n")
+        summary = {
+            "time_used": {"time_spent_s": 300 * share, "time_limit_s": 300, "share": share, "ended_because": "time limit"},
+            "scores_by_phase": {phase: {"scripts": n} for phase, n in scripts.items()},
+            "final_evaluation": {"seeds": 3, "mean": 0.9, "ci95": ci95} if ci95 else None,
+        }
+        (folder / "summary.json").write_text(json.dumps(summary))
+        return compare.RunResult(name, "mlestar", "roc_auc", False, score=0.9, submission=str(folder / "submission.csv"))
+
+    results = [
+        run("b", 0.97, {"phase1": 10, "phase2": 7, "phase4": 3}, [0.89, 0.91]),
+        run("a", 0.80, {"phase1": 8, "phase2": 30, "phase3": 1, "phase4": 3}, None),
+        compare.RunResult("a", "plain", "roc_auc", False, score=0.8, submission=str(tmp_path / "x.csv")),
+    ]
+    rows = compare.budget_use_rows(results)
+    assert [row["competition"] for row in rows] == ["a", "b"]  # baselines have no summary
+    assert rows[1]["scripts"] == {"phase1": 10, "phase2": 7, "phase3": 0, "phase4": 3}
+    table = compare.format_budget_use(rows)
+    assert "| b | 291 s of 300 (97%) | 10 / 7 / 0 / 3 | time limit | 3 seeds, mean 0.9, 95% CI [0.89, 0.91] |" in table
+    assert "1 of 2 used >= 90% of the time limit; 1 of 2 ran all four phases; 1 of 2 carry a 95% interval" in table
