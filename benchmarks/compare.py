@@ -59,6 +59,9 @@ class RunResult:
     wall_s: float = 0.0
     error: str = ""  # why there is no score: tool failed, not installed, invalid submission
     submission: str = ""
+    # mlestar only, from its run's summary.json: kept here so that results.json alone rebuilds the
+    # budget-use table after the run folders are gone (a comparison continued on another checkout).
+    budget_use: dict | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,31 +429,40 @@ def run_summary(result: RunResult) -> dict | None:
     return None
 
 
+def budget_use_of(summary: dict) -> dict:
+    """What the budget-use table shows of a run's summary."""
+    used = summary.get("time_used") or {}
+    by_phase = summary.get("scores_by_phase") or {}
+    final = summary.get("final_evaluation") or {}
+    return {
+        "time_spent_s": used.get("time_spent_s"),
+        "time_limit_s": used.get("time_limit_s"),
+        "share": used.get("share"),
+        "ended_because": used.get("ended_because", ""),
+        "loops": used.get("loops") or {},
+        "scripts": {phase: (by_phase.get(phase) or {}).get("scripts", 0) for phase in PHASES},
+        "seeds": final.get("seeds"),
+        "mean": final.get("mean"),
+        "ci95": final.get("ci95"),
+    }
+
+
+def fill_budget_use(results: list[RunResult]) -> None:
+    """Give every mlestar result whose run folder still holds its summary its budget use."""
+    for result in results:
+        if result.budget_use is None and (summary := run_summary(result)) is not None:
+            result.budget_use = budget_use_of(summary)
+
+
 def budget_use_rows(results: list[RunResult]) -> list[dict]:
     """Per mlestar run: the share of its time limit it used, why it ended, the scripts each phase
-    ran, and its multi-seed final evaluation, from the run's own summary."""
-    rows = []
-    for result in sorted(results, key=lambda r: r.competition):
-        summary = run_summary(result)
-        if summary is None:
-            continue
-        used = summary.get("time_used") or {}
-        by_phase = summary.get("scores_by_phase") or {}
-        final = summary.get("final_evaluation") or {}
-        rows.append(
-            {
-                "competition": result.competition,
-                "time_spent_s": used.get("time_spent_s"),
-                "time_limit_s": used.get("time_limit_s"),
-                "share": used.get("share"),
-                "ended_because": used.get("ended_because", ""),
-                "scripts": {phase: (by_phase.get(phase) or {}).get("scripts", 0) for phase in PHASES},
-                "seeds": final.get("seeds"),
-                "mean": final.get("mean"),
-                "ci95": final.get("ci95"),
-            }
-        )
-    return rows
+    ran, and its multi-seed final evaluation (as its own summary recorded them)."""
+    fill_budget_use(results)
+    return [
+        {"competition": r.competition, **r.budget_use}
+        for r in sorted(results, key=lambda r: r.competition)
+        if r.tool == "mlestar" and r.budget_use
+    ]
 
 
 def format_budget_use(rows: list[dict]) -> str:
@@ -536,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     previous = [] if args.fresh else load_previous(out, retry_failed=args.retry_failed)
+    fill_budget_use(previous)  # runs recorded before results kept their budget use
     meta_path = out / "meta.json"
     if previous and meta_path.is_file():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -556,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             if (competition.name, tool) in done:
                 continue
             result = run_one(tool, competition.resolve(), args.time_limit, out, pythons.get(tool))
+            fill_budget_use([result])
             results.append(result)
             shown = _fmt(result.score) if result.score is not None else f"no score ({result.error})"
             print(f"{competition.name:14s} {tool:14s} {result.wall_s:7.1f}s  {result.metric}: {shown}", flush=True)
