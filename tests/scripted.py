@@ -112,8 +112,10 @@ class FakeClock:
 class ScriptedExecutor:
     """An Executor that interprets scripted scripts at once and remembers every run.
 
-    With a ``clock``, every script takes ``wall_s`` seconds on it (``final_wall_s`` for final runs);
-    with ``seed_noise``, a run with the evaluation seed set scores up to that much off its score."""
+    With a ``clock``, every script takes ``wall_s`` seconds on it (``final_wall_s`` for final runs;
+    ``walls`` maps a label prefix to the development run's seconds of the scripts it names, whose
+    final runs take ``final_wall_s / wall_s`` times as long); with ``seed_noise``, a run with the
+    evaluation seed set scores up to that much off its score."""
 
     name = "scripted"
 
@@ -124,6 +126,7 @@ class ScriptedExecutor:
         wall_s: float = 0.01,
         final_wall_s: float | None = None,
         seed_noise: float = 0.0,
+        walls: dict[str, float] | None = None,
     ) -> None:
         self.runs: Counter[str] = Counter()  # label -> how often it ran (without an evaluation seed)
         self.seeded: Counter[str] = Counter()  # label -> how often it ran with an evaluation seed
@@ -132,6 +135,7 @@ class ScriptedExecutor:
         self.wall_s = wall_s
         self.final_wall_s = final_wall_s if final_wall_s is not None else wall_s
         self.seed_noise = seed_noise
+        self.walls = walls or {}
         self._lock = threading.Lock()
 
     def submit(self, job: ScriptJob) -> Future[ExecResult]:
@@ -141,6 +145,10 @@ class ScriptedExecutor:
             self.jobs.append(job)
         final = (job.workdir / contract.INPUT_DIR / "sample_submission.csv").exists()
         wall = self.final_wall_s if final else self.wall_s
+        label = spec["label"].removeprefix("final ")
+        own = next((w for prefix, w in self.walls.items() if label.startswith(prefix)), None)
+        if own is not None:
+            wall = own * (self.final_wall_s / self.wall_s if final else 1.0)
         if self.clock is not None:
             self.clock.advance(wall)
         future: Future[ExecResult] = Future()

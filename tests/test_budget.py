@@ -167,3 +167,22 @@ def test_a_refinement_that_would_crowd_out_the_first_ensemble_round_does_not_sta
     assert not late.can_start("phase2", first=True)
     # At that point phase 3's first round (the two tracks' bests, about 48 s) still fits.
     assert crash_like_budget(190).can_start("phase3", kind="ensemble", first=True)
+
+
+def test_an_ensemble_final_is_expected_from_its_own_kind_not_from_single_solutions() -> None:
+    budget = budget_at(0, limit=300, scripts=(10.0,) * 4, final_rows_ratio=1.5)
+    budget.record_final(final_wall_s=12.0, dev_wall_s=10.0)  # a single solution's final: 1.2 x
+    assert budget.final_passes(ensemble=False) == pytest.approx(1.2)
+    # No ensemble final measured yet: a validation and a refit of every member on every row.
+    assert budget.final_passes(ensemble=True) == pytest.approx(DEFAULT_FINAL_PASSES * 1.5)
+    budget.record_final(final_wall_s=80.0, dev_wall_s=25.0, ensemble=True)  # e.g. killed after 80 s
+    assert budget.final_passes(ensemble=True) == pytest.approx(3.2)
+    assert budget.final_script_s(25.0, ensemble=True) == pytest.approx(80.0)
+    # The reserve follows the best solution: an ensemble best makes it grow, and refinements keep
+    # being expected at the single best's cost.
+    budget.note_best(12.0)
+    single_reserve = budget.final_reserve_s()
+    budget.note_best(25.0, ensemble=True)
+    assert budget.final_reserve_s() == pytest.approx(FINAL_MARGIN * 80.0 + 25.0)
+    assert budget.final_reserve_s() > single_reserve
+    assert budget.typical_script_s() == pytest.approx(12.0)

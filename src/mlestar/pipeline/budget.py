@@ -39,6 +39,10 @@ def _now() -> float:
     return time.monotonic()
 
 
+def _solution_kind(ensemble: bool) -> str:
+    return "ensemble" if ensemble else "solution"
+
+
 @dataclass(frozen=True)
 class LoopPlan:
     """The loop sizes the clock plans for (the run's settings)."""
@@ -96,8 +100,12 @@ class Budget:
     allowance_s: float | None = None  # what brains size a script to (the first guess of its cost)
     started_at: float = field(default_factory=lambda: _now())
     _walls: dict[str, list[float]] = field(default_factory=dict)
-    _final_passes: list[float] = field(default_factory=list)
+    # final / development wall time, measured per kind of solution: an ensemble's final script
+    # validates and refits every member, which a single solution's ratio says nothing about
+    _final_passes: dict[str, list[float]] = field(default_factory=dict)
     _best_wall: float | None = None
+    _best_is_ensemble: bool = False
+    _best_single_wall: float | None = None  # the best non-ensemble solution's run: what refinements cost
     # After the paper's loops (extension passes), phase 3 claims one ensemble round, not R.
     extending: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -115,16 +123,20 @@ class Budget:
         with self._lock:
             self._walls.setdefault(kind, []).append(wall_s)
 
-    def record_final(self, final_wall_s: float, dev_wall_s: float) -> None:
-        """A final script took ``final_wall_s`` for a solution whose development run took ``dev_wall_s``."""
+    def record_final(self, final_wall_s: float, dev_wall_s: float, *, ensemble: bool = False) -> None:
+        """A final script took ``final_wall_s`` (at least that, when it ran out of time) for a
+        solution whose development run took ``dev_wall_s``."""
         if dev_wall_s > 0:
             with self._lock:
-                self._final_passes.append(final_wall_s / dev_wall_s)
+                self._final_passes.setdefault(_solution_kind(ensemble), []).append(final_wall_s / dev_wall_s)
 
-    def note_best(self, dev_wall_s: float) -> None:
+    def note_best(self, dev_wall_s: float, *, ensemble: bool = False) -> None:
         """The development run of the current best solution (the likely one to submit) took this long."""
         with self._lock:
             self._best_wall = dev_wall_s
+            self._best_is_ensemble = ensemble
+            if not ensemble:
+                self._best_single_wall = dev_wall_s
 
     def typical_script_s(self, kind: ScriptKind = "dev") -> float:
         with self._lock:
@@ -133,7 +145,7 @@ class Budget:
             # Refinements and ensembles are built from the best solution, which costs more than the
             # single-model candidates that fill the median: without this floor phase-2 steps ran
             # past their deadline and left no time for phase 3's first round (crashes, 20k rows).
-            best = self._best_wall or 0.0
+            best = self._best_single_wall or 0.0
         if own and kind != "dev":
             return max(1.0, statistics.median(own[-20:]))
         typical = max(1.0, best, statistics.median(dev[-20:]) if dev else self.allowance_s or DEFAULT_SCRIPT_S)
@@ -143,27 +155,45 @@ class Budget:
             return max(1, self.plan.tracks) * typical  # every member trains again
         return typical
 
-    def final_script_s(self) -> float:
-        """Expected wall time of the final script: the measured final/development ratio (the
-        final fit learns from every row) times the best solution's development run."""
+    def final_passes(self, ensemble: bool) -> float:
+        """Final / development wall time expected for a solution of this kind: the largest measured,
+        else a validation plus a refit on every row (for an ensemble, never less than a single
+        solution's measured ratio)."""
         with self._lock:
-            passes = max(self._final_passes) if self._final_passes else None
-            base = self._best_wall
-        if passes is None:
-            passes = DEFAULT_FINAL_PASSES * max(1.0, self.final_rows_ratio)
-        return passes * (base if base is not None else self.typical_script_s())
+            own = self._final_passes.get(_solution_kind(ensemble), [])
+            single = self._final_passes.get(_solution_kind(False), [])
+        if own:
+            return max(own)
+        default = DEFAULT_FINAL_PASSES * max(1.0, self.final_rows_ratio)
+        return max([default, *single]) if ensemble else default
 
-    def evaluation_s(self, seeds: int | None = None) -> float:
-        """Wall time of ``seeds`` evaluation runs of the best solution side by side (default: the
-        first wave of them, all the reserve plans for; more run when time is left at the end)."""
+    def _solution_cost(self, dev_wall_s: float | None, ensemble: bool | None) -> tuple[float, bool]:
+        with self._lock:
+            wall = dev_wall_s if dev_wall_s is not None else self._best_wall
+            kind = self._best_is_ensemble if ensemble is None else ensemble
+        return (wall if wall is not None else self.typical_script_s()), kind
+
+    def final_script_s(self, dev_wall_s: float | None = None, *, ensemble: bool | None = None) -> float:
+        """Expected wall time of the final script of a solution whose development run took
+        ``dev_wall_s`` (default: the current best's): the measured final/development ratio of its
+        kind (the final fit learns from every row) times that run."""
+        wall, kind = self._solution_cost(dev_wall_s, ensemble)
+        return self.final_passes(kind) * wall
+
+    def evaluation_s(self, seeds: int | None = None, *, dev_wall_s: float | None = None) -> float:
+        """Wall time of ``seeds`` evaluation runs of the best solution (or of one whose development
+        run took ``dev_wall_s``) side by side (default: the first wave of them, all the reserve
+        plans for; more run when time is left at the end)."""
         if seeds is None:
             seeds = min(self.plan.final_seeds, self.plan.workers) if self.plan.final_seeds > 1 else 0
-        with self._lock:
-            base = self._best_wall
-        return self.plan.waves(seeds) * (base if base is not None else self.typical_script_s())
+        wall, _ = self._solution_cost(dev_wall_s, None)
+        return self.plan.waves(seeds) * wall
 
-    def final_reserve_s(self) -> float:
-        return max(FINAL_RESERVE_MIN_S, FINAL_MARGIN * self.final_script_s() + self.evaluation_s())
+    def final_reserve_s(self, dev_wall_s: float | None = None, *, ensemble: bool | None = None) -> float:
+        """The final script and a wave of evaluation seeds of the best solution (or of a solution
+        of ``dev_wall_s`` seconds, were it to become the best)."""
+        final = FINAL_MARGIN * self.final_script_s(dev_wall_s, ensemble=ensemble)
+        return max(FINAL_RESERVE_MIN_S, final + self.evaluation_s(dev_wall_s=dev_wall_s))
 
     # -- phases ---------------------------------------------------------------------------------
     def usable_s(self) -> float:

@@ -297,7 +297,7 @@ class Engine:
             if self.better(scored.score, current.get("score")):
                 node = self.store.get_node(scored.node_id) if scored.node_id else None
                 if node is not None and node.wall_s:
-                    self.budget.note_best(node.wall_s)
+                    self.budget.note_best(node.wall_s, ensemble=node.agent == Agent.ENSEMBLE.value)
                 self.store.set_meta(
                     "best",
                     {
@@ -415,7 +415,9 @@ class Engine:
         if check is not None:
             info = {**info, "score_source": check.source, "printed_score": check.printed}
         if not skipped:
-            self._record_cost(result.wall_s, final, ok, parents or [], kind or _kind_of(agent))
+            # A final script that ran out of time still says its solution's final costs at least that.
+            measured = ok or (final and result.timed_out)
+            self._record_cost(result.wall_s, final, measured, parents or [], kind or _kind_of(agent))
         node = self.store.update_node(
             node.id,
             status=NodeStatus.DONE if ok else NodeStatus.FAILED,
@@ -502,7 +504,7 @@ class Engine:
         if final and ok and parents:
             source = self.store.get_node(parents[0])
             if source is not None and source.wall_s and not source.info.get("final"):
-                self.budget.record_final(wall_s, source.wall_s)
+                self.budget.record_final(wall_s, source.wall_s, ensemble=source.agent == Agent.ENSEMBLE.value)
 
     def _hidden(self, final: bool) -> list[Path]:
         """Paths a script must not read even by following its input symlinks back to the data."""
@@ -579,6 +581,29 @@ class Engine:
         elif counts_for_best and not final:
             self.consider_best(result, step.phase)
         return result
+
+    def cost_of(self, solution: ScoredScript) -> tuple[float | None, bool]:
+        """(its development run's seconds, whether it is an ensemble): what the clock needs to
+        expect its final script and its seed runs (None seconds: not run here; the best's are used)."""
+        node = self.store.get_node(solution.node_id) if solution.node_id else None
+        if node is None or not node.wall_s:
+            return None, False
+        return node.wall_s, node.agent == Agent.ENSEMBLE.value
+
+    def final_s(self, solution: ScoredScript) -> float:
+        """Expected seconds of the final script of ``solution``."""
+        wall, ensemble = self.cost_of(solution)
+        return self.budget.final_script_s(wall, ensemble=ensemble) if wall else self.budget.final_script_s()
+
+    def final_fits(self, solution: ScoredScript, *, evaluation_seeds: int = 0) -> bool:
+        """Whether the final script of ``solution``, after ``evaluation_seeds`` seed runs of it, can
+        finish in the time left."""
+        budget = self.budget
+        if budget.time_limit_s is None:
+            return True
+        wall, _ = self.cost_of(solution)
+        seeds = budget.evaluation_s(evaluation_seeds, dev_wall_s=wall) if evaluation_seeds else 0.0
+        return budget.remaining() >= self.final_s(solution) + seeds
 
     def _debug_pays(self, failed: ScoredScript, final: bool) -> bool:
         """Whether a fix of ``failed`` can still run: a development fix must leave the final reserve,

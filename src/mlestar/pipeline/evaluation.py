@@ -96,7 +96,7 @@ def evaluate(
     wanted = [SEED_BASE + i for i in range(seeds)]
     keep_s = None
     if phase == Phase.SUBMIT:
-        keep_s = FINAL_MARGIN * engine.budget.final_script_s() if needs_final else 0.0
+        keep_s = FINAL_MARGIN * engine.final_s(solution) if needs_final else 0.0
 
     def run(seed: int) -> float | None:
         step = Step(phase, None, ("eval", f"n{node_id}", f"s{seed}"))
@@ -142,16 +142,17 @@ def beyond(engine: Engine, evaluation: Evaluation, target: float) -> bool:
     return evaluation.ci95 is not None and engine.better(worse_end(engine, evaluation.ci95), target)
 
 
-def seeds_that_fit(engine: Engine, step: Step, needs_final: bool) -> int:
-    """How many evaluation seeds the time left allows, keeping the final script's share when one
-    must still run (a replayed choice)."""
+def seeds_that_fit(engine: Engine, step: Step, solution: ScoredScript, needs_final: bool) -> int:
+    """How many evaluation seeds of ``solution`` the time left allows, keeping its final script's
+    share when one must still run (a replayed choice)."""
     budget = engine.budget
+    wall, _ = engine.cost_of(solution)
 
     def fits(n: int) -> bool:
         if budget.time_limit_s is None:
             return True
-        final = FINAL_MARGIN * budget.final_script_s() if needs_final else 0.0
-        return budget.elapsed() + budget.evaluation_s(n) + final <= budget.time_limit_s
+        final = FINAL_MARGIN * engine.final_s(solution) if needs_final else 0.0
+        return budget.elapsed() + budget.evaluation_s(n, dev_wall_s=wall) + final <= budget.time_limit_s
 
     return engine.decide_count(step, "seeds", engine.settings.final_seeds, fits)
 
@@ -173,8 +174,32 @@ def pick_final(engine: Engine, candidates: list[ScoredScript]) -> FinalPick:
         return FinalPick([], None)
     step = Step(Phase.SUBMIT, None, ("pick",))
     submitted = (engine.store.get_meta("submission") or {}).get("source_node_id")
+    if submitted is not None:
+        # With a submission in hand, a candidate whose final script cannot finish in the time left
+        # is not picked: its seed runs and its final would be time lost (an ensemble's final refits
+        # every member on every row).
+        node = engine.store.get_node(int(submitted))
+        if node is not None and all(c.node_id != submitted for c in ranked):
+            ranked = engine.ranked([*ranked, engine.scored_from_node(node)])  # what is submitted competes
+        feasible: list[ScoredScript] = []
+        for index, candidate in enumerate(ranked):
+            if candidate.node_id == submitted:
+                feasible += ranked[index:]  # the rest can only stand behind what is submitted
+                break
+            at = step.at(f"n{candidate.node_id}")
+            if engine.decide(at, "final-fits", lambda c=candidate: engine.final_fits(c, evaluation_seeds=1)):
+                feasible.append(candidate)
+                continue
+            engine.note(
+                at.path, EventType.BUDGET,
+                f"final pick: #{candidate.node_id} left out: its final script would not finish in the time left",
+                phase=Phase.SUBMIT.value, node_id=candidate.node_id,
+            )  # fmt: skip
+        ranked = feasible
+        if not ranked:
+            return FinalPick([], None)
     needs_final = ranked[0].node_id != submitted
-    seeds = seeds_that_fit(engine, step, needs_final)
+    seeds = seeds_that_fit(engine, step, ranked[0], needs_final)
     if seeds == 0:
         return FinalPick(ranked, None)
     first = evaluate(engine, ranked[0], seeds, Phase.SUBMIT, needs_final=needs_final)
@@ -184,7 +209,10 @@ def pick_final(engine: Engine, candidates: list[ScoredScript]) -> FinalPick:
     # A runner-up scoring worse than the whole interval of the best is not in the race.
     close = runner_up.score is not None and not engine.better(worse_end(engine, first.ci95), runner_up.score)
     budget = engine.budget
-    room = engine.decide(step, "runner-up", lambda: close and budget.fits_after(budget.evaluation_s(seeds)))
+    runner_wall, _ = engine.cost_of(runner_up)
+    room = engine.decide(
+        step, "runner-up", lambda: close and budget.fits_after(budget.evaluation_s(seeds, dev_wall_s=runner_wall))
+    )
     if not close or not room:
         return FinalPick(ranked, first)
     second = evaluate(engine, runner_up, seeds, Phase.SUBMIT)

@@ -692,5 +692,16 @@ def publish_first_better(
     for index, candidate in enumerate(ordered):
         if candidate is not trusted and current is not None and not engine.better(candidate.score, current):
             continue
-        if write_submission(engine, step.at(f"c{index}"), candidate) is not None:
+        at = step.at(f"c{index}")
+        if current is not None and not engine.decide(at, "final-fits", lambda c=candidate: engine.final_fits(c)):
+            # A submission exists: a final script that cannot finish in the time left would only be
+            # killed, and run the whole past its time limit on the shortest timeouts.
+            engine.note(
+                at.path, EventType.BUDGET,
+                f"no time left for the final script of {candidate.script.label!r}; the submission stays",
+                phase=step.phase.value, node_id=candidate.node_id,
+            )  # fmt: skip
+            continue
+        if write_submission(engine, at, candidate) is not None:
             return
+
