@@ -63,7 +63,8 @@ def save_predictions(how: str, folder: str = "") -> str:
 def scripted(score: float | None, label: str, **behaviour: Any) -> Script:
     """A script that scores ``score`` (None: prints no score), with extra ``behaviour``: ``fail`` (an
     error message), ``ablation`` (``{component: score}`` result lines), ``predictions`` (saves fold-0
-    predictions, one of ``PREDICTIONS``, whatever score it prints)."""
+    predictions, one of ``PREDICTIONS``, whatever score it prints), ``times_out`` (the scripted
+    executor reports it killed at its time limit)."""
     spec = {"score": score, "label": label, **behaviour}
     lines = [
         f"{PREFIX}{json.dumps(spec, sort_keys=True)}",
@@ -156,6 +157,8 @@ class ScriptedExecutor:
         return future
 
     def _run(self, job: ScriptJob, spec: dict[str, Any], wall: float) -> ExecResult:
+        if spec.get("times_out"):
+            return ExecResult(returncode=-9, wall_s=wall, timed_out=True, executor="scripted")
         if spec.get("fail"):
             return ExecResult(
                 returncode=1,

@@ -240,3 +240,18 @@ def test_what_a_failed_script_printed_names_no_path_of_this_machine(store: RunSt
     assert 'File "./script.py", line 3' in error and "JSONDecodeError" in error
     assert "<python>/" in error  # json's own frames
     assert str(store.run_dir) not in error and sys.prefix not in error and sys.base_prefix not in error
+
+
+def test_a_final_script_that_runs_out_of_time_still_teaches_the_clock(store: RunStore) -> None:
+    budget = Budget(600)
+    executor = ScriptedExecutor(wall_s=10, final_wall_s=45)
+    engine, _ = make_engine(store, executor=executor, budget=budget, debug_retries=0)
+    ensemble = engine.run_script(Step(Phase.ENSEMBLE, None, ("r0",)), scripted(0.8, "ens"), agent=Agent.ENSEMBLE)
+    final = engine.run_script(
+        Step(Phase.SUBMIT, None, ("c0",)), scripted(0.8, "final ens", times_out=True),
+        agent=Agent.SUBMISSION, parents=[ensemble.node_id or 0], final=True,
+    )  # fmt: skip
+    assert final.error is not None
+    # Killed after 45 s: an ensemble's final takes at least 4.5 times its development run.
+    assert budget.final_passes(ensemble=True) == pytest.approx(4.5)
+    assert engine.final_s(ensemble) == pytest.approx(45.0)
