@@ -65,8 +65,9 @@ def test_later_phases_claim_their_loop_capped_but_never_less_than_one_step() -> 
     # Phase 3's paper loop (5 rounds of a 2-member ensemble, 100 s) fits under its cap.
     assert budget.claimed_s("phase3") == pytest.approx(min(100.0, CLAIM_CAP["phase3"] * usable))
     assert budget.phase_deadline("phase2") == pytest.approx(usable - budget.claimed_s("phase3"))
+    # Phase 1 also keeps the first submission, whose final script runs right after it.
     assert budget.phase_deadline("phase1") == pytest.approx(
-        usable - budget.claimed_s("phase2") - budget.claimed_s("phase3")
+        usable - budget.final_script_s() - budget.claimed_s("phase2") - budget.claimed_s("phase3")
     )
     # Slow scripts: the loops cannot fit, yet each later phase keeps at least one step.
     slow = budget_at(0, limit=600, scripts=(60.0,) * 5)

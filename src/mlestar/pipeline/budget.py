@@ -227,11 +227,13 @@ class Budget:
     def phase_deadline(self, phase: str, *, first: bool = False) -> float:
         """Elapsed-seconds mark by which ``phase`` should stop starting new work; a phase's
         ``first`` step may go on until only the later phases' first steps are left. A later phase
-        whose single step no longer fits at all keeps nothing: time is not held for what cannot run."""
+        whose single step no longer fits at all keeps nothing: time is not held for what cannot run.
+        Phase 1's merges also keep the first submission's final script, which runs right after them
+        (its candidates do not: a run needs two of them more than it needs merges)."""
         if self.time_limit_s is None:
             return float("inf")
         usable, left = self.usable_s(), self.usable_s() - self.elapsed()
-        kept = 0.0
+        kept = self.final_script_s() if phase == "phase1" and not first else 0.0
         for later in LATER.get(phase, ()):
             minimum = self.need_s(later)[0]
             if kept + minimum > left:
