@@ -26,7 +26,7 @@ from mlestar.settings import Settings
 ScriptKind = Literal["dev", "ablation", "ensemble", "final"]
 
 FINAL_RESERVE_MIN_S = 10.0
-FINAL_MARGIN = 1.25  # the final script's measured cost varies from one solution to the next
+FINAL_MARGIN = 1.25  # a final script's (and a seed run's) cost varies from one solution to the next
 # Before any final script has run: it validates like a development script, then refits on every row.
 DEFAULT_FINAL_PASSES = 2.0
 DEFAULT_SCRIPT_S = 30.0  # what a script is assumed to take before any has run (without an allowance)
@@ -192,8 +192,10 @@ class Budget:
     def final_reserve_s(self, dev_wall_s: float | None = None, *, ensemble: bool | None = None) -> float:
         """The final script and a wave of evaluation seeds of the best solution (or of a solution
         of ``dev_wall_s`` seconds, were it to become the best)."""
-        final = FINAL_MARGIN * self.final_script_s(dev_wall_s, ensemble=ensemble)
-        return max(FINAL_RESERVE_MIN_S, final + self.evaluation_s(dev_wall_s=dev_wall_s))
+        # The seed runs get the final script's margin too: their timeouts are cut from what is left,
+        # and a seed run given exactly its expected time is killed about half the time (penguins).
+        work = self.final_script_s(dev_wall_s, ensemble=ensemble) + self.evaluation_s(dev_wall_s=dev_wall_s)
+        return max(FINAL_RESERVE_MIN_S, FINAL_MARGIN * work)
 
     # -- phases ---------------------------------------------------------------------------------
     def usable_s(self) -> float:

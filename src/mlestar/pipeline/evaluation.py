@@ -152,7 +152,8 @@ def seeds_that_fit(engine: Engine, step: Step, solution: ScoredScript, needs_fin
         if budget.time_limit_s is None:
             return True
         final = FINAL_MARGIN * engine.final_s(solution) if needs_final else 0.0
-        return budget.elapsed() + budget.evaluation_s(n, dev_wall_s=wall) + final <= budget.time_limit_s
+        seeds = FINAL_MARGIN * budget.evaluation_s(n, dev_wall_s=wall)  # headroom for their timeouts
+        return budget.elapsed() + seeds + final <= budget.time_limit_s
 
     return engine.decide_count(step, "seeds", engine.settings.final_seeds, fits)
 
